@@ -1,0 +1,121 @@
+/**
+ * A Blackhole node as one Layer: identity, storage, events, hooks, the mesh,
+ * resource limits and the plugin manager, with the core services on the mesh
+ * and the configured plugins started in dependency order. Any piece can be
+ * swapped: `layerWith` leaves identity and the storage backend to the caller.
+ */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import type { Environment } from "@blackhole/sdk/NodeInfo"
+import type * as Plugin from "@blackhole/sdk/Plugin"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as nodePath from "node:path"
+import * as CoreMesh from "./CoreMesh.js"
+import * as EventBus from "./EventBus.js"
+import * as HookRegistry from "./HookRegistry.js"
+import * as Identity from "./Identity.js"
+import * as PluginManager from "./PluginManager.js"
+import * as ResourceLimiter from "./ResourceLimiter.js"
+import * as ServiceRegistry from "./ServiceRegistry.js"
+import * as Storage from "./Storage.js"
+import * as StorageBackend from "./StorageBackend.js"
+
+/** This node's version (compared with plugin manifests' `compatibility`). */
+export const version = "0.1.0"
+
+/** A compiled-in plugin, optionally with its configuration. */
+export type CompiledPlugin = Plugin.Any | { readonly definition: Plugin.Any; readonly config?: unknown }
+
+/** Everything a node is configured with; every field has a sane default. */
+export interface NodeConfig {
+  /** Where identity.key and node.db live. Default `.blackhole`. */
+  readonly dataDir?: string
+  /** Reported to plugins; default `production` when NODE_ENV says so, else `development`. */
+  readonly environment?: Environment
+  /** The node version plugins are checked against. Default: this package's version. */
+  readonly version?: string
+  /** Compiled-in plugins, started in dependency order. */
+  readonly plugins?: ReadonlyArray<CompiledPlugin>
+  /** The operator's grants of sensitive permissions, by plugin id. */
+  readonly grants?: Readonly<Record<string, ReadonlyArray<string>>>
+  /** Raw configuration by plugin id (used when a CompiledPlugin carries none). */
+  readonly pluginConfig?: Readonly<Record<string, unknown>>
+  readonly events?: { readonly capacity?: number; readonly overflow?: EventBus.OverflowPolicy }
+  readonly hooks?: { readonly defaultTimeoutMillis?: number; readonly failOpen?: boolean }
+  readonly mesh?: ServiceRegistry.Options
+}
+
+/** The services a node provides. */
+export type NodeServices =
+  | Identity.Identity
+  | Storage.Storage
+  | StorageBackend.StorageBackend
+  | EventBus.EventBus
+  | HookRegistry.HookRegistry
+  | ServiceRegistry.ServiceRegistry
+  | ResourceLimiter.ResourceLimiter
+  | PluginManager.PluginManager
+
+const environmentOf = (config: NodeConfig): Environment =>
+  config.environment ?? (process.env.NODE_ENV === "production" ? "production" : "development")
+
+/** Registers the configured plugins and the core mesh services, then starts the plugins. */
+const launch = (config: NodeConfig) =>
+  Layer.scopedDiscard(
+    Effect.gen(function* () {
+      const manager = yield* PluginManager.PluginManager
+      yield* CoreMesh.register({ version: config.version ?? version, environment: environmentOf(config) })
+      for (const plugin of config.plugins ?? []) {
+        const definition = "definition" in plugin ? plugin.definition : plugin
+        const id = String(definition.manifest.id)
+        const pluginConfig = "definition" in plugin && plugin.config !== undefined ? plugin.config : config.pluginConfig?.[id]
+        // A bad manifest fails that plugin's registration, never the node.
+        yield* manager
+          .register(definition, { config: pluginConfig })
+          .pipe(Effect.catchAll((error) => Effect.logError(`plugin ${id} not registered: ${error.message}`)))
+      }
+      yield* manager.startAll
+    })
+  )
+
+/** A node over the given Identity and StorageBackend. */
+export const layerWith = (
+  config: NodeConfig = {}
+): Layer.Layer<Exclude<NodeServices, Identity.Identity | StorageBackend.StorageBackend>, never, Identity.Identity | StorageBackend.StorageBackend> => {
+  const base = Layer.mergeAll(
+    HookRegistry.layer(config.hooks),
+    EventBus.layer(config.events),
+    ResourceLimiter.layer
+  )
+  const manager = Layer.unwrapEffect(
+    Effect.map(Identity.Identity, (identity) =>
+      PluginManager.layer({
+        nodeInfo: { nodeId: identity.nodeId, version: config.version ?? version, environment: environmentOf(config) },
+        ...(config.grants === undefined ? {} : { grants: config.grants })
+      })
+    )
+  )
+  const services = manager.pipe(
+    Layer.provideMerge(ServiceRegistry.layer(config.mesh)),
+    Layer.provideMerge(Storage.layer),
+    Layer.provideMerge(base)
+  )
+  return launch(config).pipe(Layer.provideMerge(services))
+}
+
+/** Where the node keeps its data. */
+export const dataDirOf = (config: NodeConfig): string => nodePath.resolve(config.dataDir ?? ".blackhole")
+
+/** A node with its identity key and SQLite storage in `dataDir`. */
+export const layer = (config: NodeConfig = {}) => {
+  const dataDir = dataDirOf(config)
+  return layerWith(config).pipe(
+    Layer.provideMerge(
+      Layer.mergeAll(
+        Identity.layer({ dataDir }),
+        StorageBackend.layerSqlite({ filename: nodePath.join(dataDir, "node.db") })
+      )
+    ),
+    Layer.provide(NodeFileSystem.layer)
+  )
+}

@@ -1,0 +1,79 @@
+/**
+ * Loaders turn a registered plugin into a running one. The compiled-in loader
+ * runs a definition's program in this process; the subprocess loader (its own
+ * module) runs the same definition in a supervised child. Both receive the
+ * same sandboxed context, so a plugin behaves the same under either.
+ */
+import { type InvalidConfig, PluginFailure } from "@blackhole/sdk/Errors"
+import type * as Plugin from "@blackhole/sdk/Plugin"
+import type { ContextServices, HealthStatus } from "@blackhole/sdk/Plugin"
+import type { PluginManifest } from "@blackhole/sdk/PluginManifest"
+import * as ServiceContract from "@blackhole/sdk/ServiceContract"
+import * as Cause from "effect/Cause"
+import type * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+
+/** How a plugin runs. */
+export type LoaderKind = "inprocess" | "subprocess"
+
+/** A service a running plugin serves on the mesh. */
+export interface ServedService {
+  readonly contract: ServiceContract.Any
+  readonly dispatch: ServiceContract.Dispatch
+}
+
+/** A plugin that has started: what it serves, and how to ask its health. */
+export interface LoadedPlugin {
+  readonly services: ReadonlyArray<ServedService>
+  readonly health: Effect.Effect<HealthStatus>
+  /** The handlers the program returned (in-process only; a subprocess keeps its own). */
+  readonly handlers: Plugin.CommonHandlers | undefined
+  /** The OS process id, for subprocess plugins. */
+  readonly pid: number | null
+}
+
+/** What a loader is given to start a plugin. */
+export interface LoadContext {
+  readonly manifest: PluginManifest
+  readonly context: Context.Context<ContextServices>
+}
+
+/** A loader; `load` runs in the plugin's Scope, whose closing is the plugin's stop. */
+export interface PluginLoader {
+  readonly kind: LoaderKind
+  /** Decodes the operator's raw config for this plugin (defaults applied) before any plugin code runs. */
+  readonly decodeConfig: (raw: unknown) => Effect.Effect<unknown, InvalidConfig>
+  readonly load: (context: LoadContext) => Effect.Effect<LoadedPlugin, PluginFailure, Scope.Scope>
+}
+
+const healthy: Effect.Effect<HealthStatus> = Effect.succeed({ status: "healthy" })
+
+/** Runs a definition's program in this process, in the plugin's Scope. */
+export const compiledIn = (
+  definition: Plugin.Any,
+  decodeConfig: PluginLoader["decodeConfig"]
+): PluginLoader => ({
+  kind: "inprocess",
+  decodeConfig,
+  load: ({ manifest, context }) =>
+    Effect.gen(function* () {
+      const handlers: Plugin.CommonHandlers = yield* definition.program.pipe(
+        Effect.provide(context),
+        Effect.catchAllCause((cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.interrupt
+            : Effect.fail(new PluginFailure({ pluginId: manifest.id, reason: Cause.pretty(cause) }))
+        )
+      )
+      return {
+        services: (handlers.services ?? []).map((implementation) => ({
+          contract: implementation.contract,
+          dispatch: ServiceContract.toDispatch(implementation, manifest.id)
+        })),
+        health: handlers.health ?? healthy,
+        handlers,
+        pid: null
+      }
+    })
+})

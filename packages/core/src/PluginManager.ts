@@ -1,0 +1,131 @@
+/**
+ * The plugin manager: registry, compatibility and permission checks,
+ * dependency order, lifecycle state machine. Every state change is published
+ * as a `plugin.<state>` event. A plugin that fails to start, or whose program
+ * fails, becomes `failed`; the node keeps running.
+ */
+import type {
+  DependencyError,
+  IncompatiblePlugin,
+  InvalidConfig,
+  InvalidManifest,
+  MissingGrants,
+  PluginFailure,
+  PluginNotFound,
+  ServiceNameTaken
+} from "@blackhole/sdk/Errors"
+import type { NodeInfo } from "@blackhole/sdk/NodeInfo"
+import type * as Plugin from "@blackhole/sdk/Plugin"
+import type { PluginManifest } from "@blackhole/sdk/PluginManifest"
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import type { EventBus } from "./EventBus.js"
+import type { HookRegistry } from "./HookRegistry.js"
+import * as internal from "./internal/pluginManager.js"
+import type { LoaderKind, PluginLoader } from "./PluginLoader.js"
+import type { ResourceLimiter } from "./ResourceLimiter.js"
+import type { ServiceRegistry } from "./ServiceRegistry.js"
+import type { Storage } from "./Storage.js"
+
+/** The lifecycle states, everywhere (API, CLI, metrics). */
+export const states = [
+  "registered",
+  "starting",
+  "running",
+  "stopping",
+  "stopped",
+  "restarting",
+  "failed",
+  "quarantined"
+] as const
+/** A lifecycle state. */
+export type PluginState = (typeof states)[number]
+
+/** How a plugin's process last ended (subprocess plugins). */
+export interface LastExit {
+  readonly reason: "clean" | "crash" | "oom" | "limit-memory" | "limit-sockets" | "hang" | "killed"
+  readonly code: number | null
+  readonly signal: string | null
+  readonly at: string
+}
+
+/** A plugin as the manager reports it. */
+export interface PluginInfo {
+  readonly id: string
+  readonly name: string
+  readonly version: string
+  readonly type: Plugin.PluginType
+  readonly loader: LoaderKind
+  readonly state: PluginState
+  readonly restarts: number
+  readonly pid: number | null
+  readonly memoryBytes: number | null
+  readonly lastExit: LastExit | null
+  /** Why it is `failed` (or last failed), in words an operator can act on. */
+  readonly error: string | null
+  /** The plugin's effective grants. */
+  readonly granted: ReadonlyArray<string>
+  readonly dependencies: Readonly<Record<string, string>>
+}
+
+/** Registration options. */
+export interface RegisterOptions {
+  /** The operator's raw configuration for the plugin (decoded with the plugin's schema before start). */
+  readonly config?: unknown
+}
+
+/** Why a start did not happen. */
+export type StartError =
+  | PluginNotFound
+  | DependencyError
+  | IncompatiblePlugin
+  | MissingGrants
+  | InvalidConfig
+  | PluginFailure
+  | ServiceNameTaken
+
+/** The plugin manager. */
+export class PluginManager extends Context.Tag("@blackhole/core/PluginManager")<
+  PluginManager,
+  {
+    /** Registers a compiled-in plugin (its definition runs in this process). */
+    readonly register: (
+      definition: Plugin.Any,
+      options?: RegisterOptions
+    ) => Effect.Effect<void, InvalidManifest | DependencyError>
+    /** Registers a plugin with any loader (the subprocess runtime uses this). */
+    readonly registerWith: (
+      manifest: PluginManifest,
+      loader: PluginLoader,
+      options?: RegisterOptions
+    ) => Effect.Effect<void, DependencyError>
+    /** Removes a stopped plugin. */
+    readonly unregister: (id: string) => Effect.Effect<void, PluginNotFound>
+    readonly start: (id: string) => Effect.Effect<void, StartError>
+    /** Idempotent: stopping a stopped plugin succeeds. */
+    readonly stop: (id: string) => Effect.Effect<void, PluginNotFound>
+    readonly restart: (id: string) => Effect.Effect<void, StartError>
+    /** Starts every registered plugin in dependency order; failures are recorded per plugin, not raised. */
+    readonly startAll: Effect.Effect<void>
+    /** Stops every plugin in reverse dependency order. */
+    readonly stopAll: Effect.Effect<void>
+    readonly list: Effect.Effect<ReadonlyArray<PluginInfo>>
+    readonly get: (id: string) => Effect.Effect<PluginInfo, PluginNotFound>
+    /** The handlers an in-process plugin's program returned (for tests and compiled-in integrations). */
+    readonly handlers: (id: string) => Effect.Effect<Plugin.CommonHandlers | undefined, PluginNotFound>
+  }
+>() {}
+
+/** Manager options. */
+export interface Options {
+  readonly nodeInfo: NodeInfo["Type"]
+  /** The operator's grants of sensitive permissions, by plugin id. */
+  readonly grants?: Readonly<Record<string, ReadonlyArray<string>>>
+}
+
+/** The manager; plugins are stopped in reverse dependency order when its Scope closes. */
+export const layer: (
+  options: Options
+) => Layer.Layer<PluginManager, never, EventBus | Storage | ServiceRegistry | HookRegistry | ResourceLimiter> =
+  internal.layer

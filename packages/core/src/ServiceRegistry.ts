@@ -1,0 +1,128 @@
+/**
+ * The internal service mesh. Core services, in-process plugins and subprocess
+ * plugins register a name with a contract and a `Dispatch`; callers get typed
+ * clients by contract. Every call from a plugin is checked against its grants
+ * (`service:<name>:<method>` or `service:<name>:<access class>`) and passes
+ * the `service.before.call` hooks before it reaches the service.
+ */
+import { MethodNotFound, PermissionDenied, PluginUnavailable, ServiceNameTaken, ServiceNotFound } from "@blackhole/sdk/Errors"
+import type { MeshError } from "@blackhole/sdk/Errors"
+import * as Permission from "@blackhole/sdk/Permission"
+import * as ServiceContract from "@blackhole/sdk/ServiceContract"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import { HookRegistry } from "./HookRegistry.js"
+import * as Principal from "./Principal.js"
+
+/** A registered service. */
+export interface Registration {
+  readonly name: string
+  /** `core` or the id of the plugin that registered it. */
+  readonly owner: string
+  readonly contract: ServiceContract.Any
+  readonly dispatch: ServiceContract.Dispatch
+}
+
+/** The mesh. */
+export class ServiceRegistry extends Context.Tag("@blackhole/core/ServiceRegistry")<
+  ServiceRegistry,
+  {
+    /** Registers until the Scope closes. Core names are reserved for owner `core`; a taken name is refused. */
+    readonly register: (
+      contract: ServiceContract.Any,
+      dispatch: ServiceContract.Dispatch,
+      owner: string
+    ) => Effect.Effect<void, ServiceNameTaken, Scope.Scope>
+    /** Calls a method with an encoded payload, as `principal`. */
+    readonly call: (
+      principal: Principal.Principal,
+      service: string,
+      method: string,
+      payload: unknown
+    ) => Effect.Effect<unknown, MeshError | ServiceContract.MethodError>
+    /** A typed client calling as `principal`. */
+    readonly client: <C extends ServiceContract.Any>(principal: Principal.Principal, contract: C) => ServiceContract.Client<C>
+    readonly lookup: (name: string) => Option.Option<Registration>
+    readonly list: Effect.Effect<ReadonlyArray<Registration>>
+  }
+>() {}
+
+/** Options of the mesh. */
+export interface Options {
+  /** Upper bound of any one call; a call that takes longer fails with PluginUnavailable. Default 30 s. */
+  readonly callTimeoutMillis?: number
+}
+
+/** The mesh; needs the hook registry for `service.before.call`. */
+export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never, HookRegistry> =>
+  Layer.effect(
+    ServiceRegistry,
+    Effect.gen(function* () {
+      const hooks = yield* HookRegistry
+      const services = new Map<string, Registration>()
+      const timeout = options.callTimeoutMillis ?? 30_000
+
+      const register = (contract: ServiceContract.Any, dispatch: ServiceContract.Dispatch, owner: string) =>
+        Effect.acquireRelease(
+          Effect.suspend(() => {
+            const name = contract.name
+            const existing = services.get(name)
+            if (existing !== undefined) return Effect.fail(new ServiceNameTaken({ service: name, owner: existing.owner }))
+            if (Permission.isCoreService(name) && owner !== "core") {
+              return Effect.fail(new ServiceNameTaken({ service: name, owner: "core (reserved name)" }))
+            }
+            const registration: Registration = { name, owner, contract, dispatch }
+            services.set(name, registration)
+            return Effect.succeed(registration)
+          }),
+          (registration) =>
+            Effect.sync(() => {
+              // Only remove our own registration: a restarted plugin may have re-registered the name.
+              if (services.get(registration.name) === registration) services.delete(registration.name)
+            })
+        ).pipe(Effect.asVoid)
+
+      const call = (
+        principal: Principal.Principal,
+        service: string,
+        method: string,
+        payload: unknown
+      ): Effect.Effect<unknown, MeshError | ServiceContract.MethodError> =>
+        Effect.suspend(() => {
+          const registration = services.get(service)
+          if (registration === undefined) return Effect.fail(new ServiceNotFound({ service }))
+          const access = ServiceContract.accessOf(registration.contract, method)
+          if (access === undefined) return Effect.fail(new MethodNotFound({ service, method }))
+          const exact = `service:${service}:${method}`
+          if (!Principal.allows(principal, exact, `service:${service}:${access}`)) {
+            return Effect.fail(new PermissionDenied({ permission: exact, principal: Principal.name(principal) }))
+          }
+          return hooks
+            .run("service.before.call", { service, method, principal: Principal.name(principal), payload })
+            .pipe(
+              Effect.zipRight(registration.dispatch(method, payload)),
+              Effect.timeoutFail({
+                duration: timeout,
+                onTimeout: () =>
+                  new PluginUnavailable({
+                    pluginId: registration.owner,
+                    state: "running",
+                    reason: `${service}.${method} did not answer within ${timeout} ms`
+                  })
+              })
+            )
+        })
+
+      return ServiceRegistry.of({
+        register,
+        call,
+        client: (principal, contract) =>
+          ServiceContract.makeClient(contract, (method, payload) => call(principal, contract.name, method, payload)),
+        lookup: (name) => Option.fromNullable(services.get(name)),
+        list: Effect.sync(() => Array.from(services.values()))
+      })
+    })
+  )

@@ -1,0 +1,310 @@
+import {
+  DependencyError,
+  IncompatiblePlugin,
+  MissingGrants,
+  PluginFailure,
+  PluginNotFound
+} from "@blackhole/sdk/Errors"
+import * as CoreServices from "@blackhole/sdk/CoreServices"
+import * as Permission from "@blackhole/sdk/Permission"
+import type * as Plugin from "@blackhole/sdk/Plugin"
+import * as PluginConfig from "@blackhole/sdk/PluginConfig"
+import * as PluginManifest from "@blackhole/sdk/PluginManifest"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import * as semver from "semver"
+import { EventBus } from "../EventBus.js"
+import { HookRegistry } from "../HookRegistry.js"
+import * as PluginLoader from "../PluginLoader.js"
+import type { Options, PluginInfo, PluginState, RegisterOptions, StartError } from "../PluginManager.js"
+import { PluginManager } from "../PluginManager.js"
+import { ResourceLimiter } from "../ResourceLimiter.js"
+import * as Sandbox from "../Sandbox.js"
+import { ServiceRegistry } from "../ServiceRegistry.js"
+import { Storage } from "../Storage.js"
+
+interface Entry {
+  readonly manifest: PluginManifest.PluginManifest
+  readonly loader: PluginLoader.PluginLoader
+  readonly rawConfig: unknown
+  /** Serialises lifecycle operations on this plugin. */
+  readonly lock: Effect.Semaphore
+  state: PluginState
+  restarts: number
+  error: string | null
+  granted: ReadonlyArray<string>
+  running: { readonly scope: Scope.CloseableScope; readonly loaded: PluginLoader.LoadedPlugin } | undefined
+}
+
+const messageOf = (error: unknown): string =>
+  error instanceof Error ? error.message : typeof error === "string" ? error : JSON.stringify(error)
+
+export const layer = (options: Options) =>
+  Layer.scoped(
+    PluginManager,
+    Effect.gen(function* () {
+      const bus = yield* EventBus
+      const limiter = yield* ResourceLimiter
+      const registry = yield* ServiceRegistry
+      // The sandbox needs these; capture them once so lifecycle methods have no requirements.
+      const sandboxContext = yield* Effect.context<EventBus | Storage | ServiceRegistry | HookRegistry>()
+      yield* Storage
+      yield* HookRegistry
+      const entries = new Map<string, Entry>()
+      const { nodeInfo } = options
+      const grants = options.grants ?? {}
+
+      const lookup = (id: string) =>
+        Effect.suspend(() => {
+          const entry = entries.get(id)
+          return entry === undefined ? Effect.fail(new PluginNotFound({ pluginId: id })) : Effect.succeed(entry)
+        })
+
+      const transition = (entry: Entry, state: PluginState, reason?: string) =>
+        Effect.suspend(() => {
+          entry.state = state
+          if (state === "failed" && reason !== undefined) entry.error = reason
+          return bus
+            .publish({
+              type: `plugin.${state}`,
+              source: "core",
+              data: { id: entry.manifest.id, state, ...(reason === undefined ? {} : { reason }) }
+            })
+            .pipe(
+              Effect.zipRight(
+                state === "failed"
+                  ? Effect.logWarning(`plugin ${entry.manifest.id} failed: ${reason ?? "unknown reason"}`)
+                  : Effect.logDebug(`plugin ${entry.manifest.id} ${state}`)
+              ),
+              Effect.annotateLogs({ plugin: entry.manifest.id })
+            )
+        })
+
+      const registerWith = (manifest: PluginManifest.PluginManifest, loader: PluginLoader.PluginLoader, opts?: RegisterOptions) =>
+        Effect.gen(function* () {
+          const existing = entries.get(manifest.id)
+          if (existing !== undefined) {
+            return yield* new DependencyError({
+              pluginId: manifest.id,
+              reason: `a plugin with this id is already registered (${existing.state}); unregister it first`
+            })
+          }
+          const entry: Entry = {
+            manifest,
+            loader,
+            rawConfig: opts?.config,
+            lock: yield* Effect.makeSemaphore(1),
+            state: "registered",
+            restarts: 0,
+            error: null,
+            granted: [],
+            running: undefined
+          }
+          entries.set(manifest.id, entry)
+          yield* transition(entry, "registered")
+        })
+
+      const register = (definition: Plugin.Any, opts?: RegisterOptions) =>
+        Effect.gen(function* () {
+          const manifest = yield* PluginManifest.decode(definition.manifest, `compiled-in plugin ${String(definition.manifest.id)}`)
+          if (manifest.type !== definition.type) {
+            return yield* new DependencyError({
+              pluginId: manifest.id,
+              reason: `manifest type "${manifest.type}" does not match the definition (Plugin.${definition.type})`
+            })
+          }
+          const loader = PluginLoader.compiledIn(definition, (raw) =>
+            PluginConfig.decode(definition.config, raw, manifest.id)
+          )
+          yield* registerWith(manifest, loader, opts)
+        })
+
+      /** Checks that must pass before any plugin code runs. */
+      const preflight = (entry: Entry) =>
+        Effect.gen(function* () {
+          const { manifest } = entry
+          const compatibility = manifest.compatibility
+          if (compatibility !== undefined && !PluginManifest.isCompatible(manifest, nodeInfo.version)) {
+            return yield* new IncompatiblePlugin({
+              pluginId: manifest.id,
+              nodeVersion: nodeInfo.version,
+              minVersion: compatibility.minVersion,
+              maxVersion: compatibility.maxVersion
+            })
+          }
+          const resolution = Permission.resolve(manifest.permissions, grants[manifest.id] ?? [], CoreServices.coreMethodAccess)
+          if (resolution.missing.length > 0) {
+            return yield* new MissingGrants({ pluginId: manifest.id, missing: resolution.missing })
+          }
+          for (const [dependency, range] of Object.entries(manifest.dependencies)) {
+            const other = entries.get(dependency)
+            if (other === undefined) {
+              return yield* new DependencyError({ pluginId: manifest.id, reason: `depends on ${dependency} (${range}), which is not installed` })
+            }
+            if (!semver.satisfies(other.manifest.version, range)) {
+              return yield* new DependencyError({
+                pluginId: manifest.id,
+                reason: `depends on ${dependency} ${range}, but ${other.manifest.version} is installed`
+              })
+            }
+            if (other.state !== "running") {
+              return yield* new DependencyError({ pluginId: manifest.id, reason: `depends on ${dependency}, which is ${other.state}` })
+            }
+          }
+          const config = yield* entry.loader.decodeConfig(entry.rawConfig)
+          return { granted: resolution.granted, config }
+        })
+
+      const startEntry = (entry: Entry): Effect.Effect<void, StartError> =>
+        Effect.gen(function* () {
+          if (entry.state === "running" || entry.state === "starting") return
+          const { manifest } = entry
+          yield* transition(entry, "starting")
+          const started = yield* Effect.gen(function* () {
+            const { granted, config } = yield* preflight(entry)
+            entry.granted = granted
+            const quota = yield* limiter.make(manifest.id, PluginManifest.resourceLimits(manifest))
+            const context = yield* Sandbox.make({ pluginId: manifest.id, granted, quota, config, nodeInfo }).pipe(
+              Effect.provide(sandboxContext)
+            )
+            const scope = yield* Scope.make()
+            const loaded = yield* Effect.gen(function* () {
+              const loaded = yield* entry.loader.load({ manifest, context })
+              for (const served of loaded.services) {
+                if (!manifest.services.includes(served.contract.name)) {
+                  return yield* new PluginFailure({
+                    pluginId: manifest.id,
+                    reason: `serves "${served.contract.name}", which its manifest does not declare under "services"`
+                  })
+                }
+                yield* registry.register(served.contract, (method, payload) => quota.inbound(served.dispatch(method, payload)), manifest.id)
+              }
+              return loaded
+            }).pipe(
+              Scope.extend(scope),
+              Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+            )
+            return { scope, loaded }
+          }).pipe(Effect.tapError((error) => transition(entry, "failed", messageOf(error))))
+          entry.running = started
+          entry.error = null
+          yield* transition(entry, "running")
+        }).pipe(Effect.withSpan("PluginManager.start", { attributes: { plugin: entry.manifest.id } }))
+
+      const stopEntry = (entry: Entry) =>
+        Effect.gen(function* () {
+          const running = entry.running
+          if (running === undefined) {
+            if (entry.state === "starting" || entry.state === "running") yield* transition(entry, "stopped")
+            return
+          }
+          yield* transition(entry, "stopping")
+          entry.running = undefined
+          // Closing the Scope runs the plugin's finalizers and interrupts every fiber it forked.
+          const exit = yield* Effect.exit(Scope.close(running.scope, Exit.void))
+          if (Exit.isFailure(exit)) {
+            yield* transition(entry, "failed", `stop failed: ${Cause.pretty(exit.cause)}`)
+            return
+          }
+          yield* transition(entry, "stopped")
+        })
+
+      const withEntry = <A, E>(id: string, f: (entry: Entry) => Effect.Effect<A, E>) =>
+        Effect.flatMap(lookup(id), (entry) => entry.lock.withPermits(1)(f(entry)))
+
+      /** Registered plugins in dependency order (dependencies first); cycles are reported, not followed. */
+      const dependencyOrder = () => {
+        const order: Array<Entry> = []
+        const cyclic = new Set<string>()
+        const visiting = new Set<string>()
+        const done = new Set<string>()
+        const visit = (entry: Entry, path: ReadonlyArray<string>): void => {
+          const id = entry.manifest.id
+          if (done.has(id)) return
+          if (visiting.has(id)) {
+            for (const member of path.slice(path.indexOf(id))) cyclic.add(member)
+            return
+          }
+          visiting.add(id)
+          for (const dependency of Object.keys(entry.manifest.dependencies).sort()) {
+            const other = entries.get(dependency)
+            if (other !== undefined) visit(other, [...path, id])
+          }
+          visiting.delete(id)
+          done.add(id)
+          order.push(entry)
+        }
+        for (const id of Array.from(entries.keys()).sort()) visit(entries.get(id)!, [])
+        return { order, cyclic }
+      }
+
+      const startAll = Effect.gen(function* () {
+        const { order, cyclic } = dependencyOrder()
+        for (const entry of order) {
+          if (cyclic.has(entry.manifest.id)) {
+            yield* transition(entry, "failed", `dependency cycle among ${Array.from(cyclic).sort().join(", ")}`)
+            continue
+          }
+          if (entry.state !== "registered" && entry.state !== "stopped") continue
+          yield* entry.lock.withPermits(1)(startEntry(entry)).pipe(Effect.ignore)
+        }
+      })
+
+      const stopAll = Effect.gen(function* () {
+        const { order } = dependencyOrder()
+        for (const entry of order.reverse()) yield* entry.lock.withPermits(1)(stopEntry(entry))
+      })
+
+      const info = (entry: Entry): PluginInfo => ({
+        id: entry.manifest.id,
+        name: entry.manifest.name,
+        version: entry.manifest.version,
+        type: entry.manifest.type,
+        loader: entry.loader.kind,
+        state: entry.state,
+        restarts: entry.restarts,
+        pid: entry.running?.loaded.pid ?? null,
+        memoryBytes: null,
+        lastExit: null,
+        error: entry.error,
+        granted: entry.granted,
+        dependencies: entry.manifest.dependencies
+      })
+
+      yield* Effect.addFinalizer(() => stopAll)
+
+      return PluginManager.of({
+        register,
+        registerWith,
+        unregister: (id) =>
+          withEntry(id, (entry) =>
+            stopEntry(entry).pipe(
+              Effect.zipRight(
+                Effect.sync(() => {
+                  entries.delete(id)
+                })
+              )
+            )
+          ),
+        start: (id) => withEntry(id, startEntry),
+        stop: (id) => withEntry(id, stopEntry),
+        restart: (id) =>
+          withEntry(id, (entry) =>
+            Effect.gen(function* () {
+              yield* stopEntry(entry)
+              yield* transition(entry, "restarting")
+              entry.restarts += 1
+              yield* startEntry(entry)
+            })
+          ),
+        startAll,
+        stopAll,
+        list: Effect.sync(() => Array.from(entries.values(), info)),
+        get: (id) => Effect.map(lookup(id), info),
+        handlers: (id) => Effect.map(lookup(id), (entry) => entry.running?.loaded.handlers)
+      })
+    })
+  )

@@ -1,0 +1,230 @@
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { StorageError } from "@blackhole/sdk/Errors"
+import * as Reactivity from "@effect/experimental/Reactivity"
+import type { Connection } from "@effect/sql/SqlConnection"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { Entry, SqliteOptions, StorageBackend, WriteOp } from "../StorageBackend.js"
+
+// Rows per snapshot page: large enough to amortise a query, small enough to keep memory flat.
+const PAGE_ROWS = 500
+
+const CREATE_TABLE =
+  "CREATE TABLE IF NOT EXISTS kv (namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, " +
+  "PRIMARY KEY (namespace, key)) WITHOUT ROWID"
+const UPSERT =
+  "INSERT INTO kv (namespace, key, value) VALUES (?, ?, ?) " +
+  "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value"
+const SELECT_VALUE = "SELECT value FROM kv WHERE namespace = ? AND key = ?"
+const DELETE = "DELETE FROM kv WHERE namespace = ? AND key = ? RETURNING 1"
+const LIST_ALL = "SELECT key FROM kv WHERE namespace = ? ORDER BY key"
+const LIST_FROM = "SELECT key FROM kv WHERE namespace = ? AND key >= ? ORDER BY key"
+const LIST_RANGE = "SELECT key FROM kv WHERE namespace = ? AND key >= ? AND key < ? ORDER BY key"
+const USED_BYTES =
+  "SELECT (page_count - freelist_count) * page_size AS used " +
+  "FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()"
+// Keyset pagination over the primary key: each page starts after the last row of the one before.
+const PAGE_COLUMNS = "SELECT namespace, key, value FROM kv WHERE "
+const PAGE_ORDER = ` ORDER BY namespace, key LIMIT ${PAGE_ROWS}`
+const FIRST_PAGE = `${PAGE_COLUMNS}namespace >= ?${PAGE_ORDER}`
+const FIRST_PAGE_RANGE = `${PAGE_COLUMNS}namespace >= ? AND namespace < ?${PAGE_ORDER}`
+const NEXT_PAGE = `${PAGE_COLUMNS}(namespace, key) > (?, ?)${PAGE_ORDER}`
+const NEXT_PAGE_RANGE = `${PAGE_COLUMNS}(namespace, key) > (?, ?) AND namespace < ?${PAGE_ORDER}`
+
+/**
+ * The least string above every string that starts with `prefix`, in code point order (SQLite
+ * compares UTF-8 bytes, which agrees), so a prefix becomes an index range `[prefix, end)`.
+ * Undefined when nothing bounds the range: the empty prefix, or one made only of U+10FFFF.
+ */
+const prefixEnd = (prefix: string): string | undefined => {
+  const codePoints = Array.from(prefix, (char) => char.codePointAt(0)!)
+  while (codePoints.length > 0) {
+    const last = codePoints.pop()!
+    if (last < 0x10ffff) return String.fromCodePoint(...codePoints, last === 0xd7ff ? 0xe000 : last + 1)
+  }
+  return undefined
+}
+
+const describe = (cause: unknown): string => {
+  if (cause instanceof Error) {
+    const code = (cause as { readonly code?: unknown }).code
+    return typeof code === "string" ? `${code}: ${cause.message}` : cause.message
+  }
+  return String(cause)
+}
+
+// The driver's error (SqliteError, with its SQLITE_* code) is the useful part, not SqlError's wrapper text.
+const storageError =
+  (operation: string) =>
+  (error: SqlError): StorageError =>
+    new StorageError({ operation, reason: describe(error.cause ?? error) })
+
+// better-sqlite3 copies every BLOB into a Buffer with its own ArrayBuffer, so a plain Uint8Array
+// view of it is already private to the caller (and compares equal to other Uint8Arrays).
+const toBytes = (buffer: Uint8Array): Uint8Array =>
+  new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+
+/**
+ * Opens a client and reserves its connection for the scope. SqliteClient has exactly one
+ * connection; reserving it once lets calls use its prepared-statement cache directly instead of
+ * paying for a Scope, statement compilation and a span per call.
+ */
+const connect = (
+  operation: string,
+  config: SqliteClient.SqliteClientConfig
+): Effect.Effect<Connection, StorageError, Scope.Scope> =>
+  SqliteClient.make(config).pipe(
+    Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make),
+    // better-sqlite3 throws from its constructor (no such directory, not a database, ...) and the
+    // client lets that escape as a defect; it is an ordinary storage failure here.
+    Effect.catchAllDefect((defect) => Effect.fail(new StorageError({ operation, reason: describe(defect) }))),
+    Effect.flatMap((client) => Effect.mapError(client.reserve, storageError(operation)))
+  )
+
+type Row = { readonly namespace: string; readonly key: string; readonly value: Uint8Array }
+
+/** @internal */
+export const make = (
+  options: SqliteOptions
+): Effect.Effect<StorageBackend.Service, StorageError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const { filename } = options
+    // The client switches the file to WAL itself; we check that it took (see below).
+    const conn = yield* connect("open", { filename })
+    const query = (sql: string, params: ReadonlyArray<unknown> = []) => conn.execute(sql, params, undefined)
+
+    yield* Effect.gen(function* () {
+      // WAL + NORMAL survives any crash of the process (commits sit in the OS page cache);
+      // FULL adds an fsync per commit and so survives power loss too. See SqliteOptions.synchronous.
+      yield* query(`PRAGMA synchronous = ${options.synchronous === "FULL" ? "FULL" : "NORMAL"}`)
+      const [mode] = yield* query("PRAGMA journal_mode")
+      if (mode?.journal_mode !== "wal") {
+        // Without WAL, snapshots would block writers and NORMAL would not give the promised durability.
+        return yield* new StorageError({
+          operation: "open",
+          reason: `${filename} cannot use WAL (journal_mode is ${String(mode?.journal_mode)})`
+        })
+      }
+      yield* query(CREATE_TABLE)
+      if (options.maxBytes !== undefined) {
+        const [row] = yield* query("PRAGMA page_size")
+        // A per-connection limit; past it SQLite fails the write with SQLITE_FULL, like a full disk.
+        const pages = Math.max(1, Math.floor(options.maxBytes / Number(row?.page_size)))
+        yield* query(`PRAGMA max_page_count = ${pages}`)
+      }
+    }).pipe(Effect.mapError((error) => (error._tag === "SqlError" ? storageError("open")(error) : error)))
+
+    // One statement is atomic by itself (better-sqlite3 is synchronous), but a batch spans several
+    // effects: without this lock another call could run inside the batch's transaction and be
+    // rolled back with it, or read its uncommitted writes.
+    const lock = yield* Effect.makeSemaphore(1)
+    const run = <A>(operation: string, effect: Effect.Effect<A, SqlError>): Effect.Effect<A, StorageError> =>
+      Effect.mapError(lock.withPermits(1)(effect), storageError(operation))
+
+    const write = (op: WriteOp) =>
+      op._tag === "Put"
+        ? query(UPSERT, [op.namespace, op.key, op.value])
+        : query(DELETE, [op.namespace, op.key])
+
+    const usedBytes = Effect.map(query(USED_BYTES), (rows): number => rows[0]?.used ?? 0)
+    const freeBytes = Effect.tryPromise({
+      try: () => fs.statfs(path.dirname(path.resolve(filename))),
+      catch: (cause) => new StorageError({ operation: "capacity", reason: describe(cause) })
+    }).pipe(Effect.map((stats) => stats.bavail * stats.bsize))
+
+    const snapshot = (namespacePrefix = ""): Stream.Stream<Entry, StorageError> =>
+      Stream.unwrapScoped(
+        Effect.gen(function* () {
+          // A connection of its own: its read transaction pins one WAL snapshot while the writer
+          // goes on, and concurrent snapshots never queue behind each other.
+          const reader = yield* connect("snapshot", { filename, readonly: true, disableWAL: true })
+          const read = (sql: string, params: ReadonlyArray<unknown>) =>
+            Effect.mapError(reader.execute(sql, params, undefined), storageError("snapshot"))
+          yield* Effect.acquireRelease(read("BEGIN", []), () => Effect.ignore(read("COMMIT", [])))
+          const end = prefixEnd(namespacePrefix)
+          const page = (after: Row | undefined): Effect.Effect<ReadonlyArray<Row>, StorageError> =>
+            after === undefined
+              ? end === undefined
+                ? read(FIRST_PAGE, [namespacePrefix])
+                : read(FIRST_PAGE_RANGE, [namespacePrefix, end])
+              : end === undefined
+                ? read(NEXT_PAGE, [after.namespace, after.key])
+                : read(NEXT_PAGE_RANGE, [after.namespace, after.key, end])
+          return Stream.paginateChunkEffect(undefined as Row | undefined, (after) =>
+            Effect.map(page(after), (rows) => {
+              const last = rows[rows.length - 1]
+              const entries = Chunk.fromIterable(
+                rows.map(
+                  (row): Entry => ({ namespace: row.namespace, key: row.key, value: toBytes(row.value) })
+                )
+              )
+              return [
+                entries,
+                rows.length < PAGE_ROWS || last === undefined ? Option.none() : Option.some(last)
+              ]
+            })
+          )
+        })
+      )
+
+    return {
+      store: (namespace, key, value) => run("store", Effect.asVoid(query(UPSERT, [namespace, key, value]))),
+      retrieve: (namespace, key) =>
+        run(
+          "retrieve",
+          Effect.map(query(SELECT_VALUE, [namespace, key]), (rows) => {
+            const row: { readonly value: Uint8Array } | undefined = rows[0]
+            return row === undefined ? Option.none() : Option.some(toBytes(row.value))
+          })
+        ),
+      delete: (namespace, key) =>
+        run(
+          "delete",
+          Effect.map(query(DELETE, [namespace, key]), (rows) => rows.length > 0)
+        ),
+      list: (namespace, prefix) => {
+        const end = prefixEnd(prefix)
+        const rows =
+          prefix === ""
+            ? query(LIST_ALL, [namespace])
+            : end === undefined
+              ? query(LIST_FROM, [namespace, prefix])
+              : query(LIST_RANGE, [namespace, prefix, end])
+        return run(
+          "list",
+          Effect.map(rows, (rows) => rows.map((row): string => row.key))
+        )
+      },
+      capacity: Effect.gen(function* () {
+        const used = yield* run("capacity", usedBytes)
+        if (options.maxBytes !== undefined) return { usedBytes: used, totalBytes: options.maxBytes }
+        // The disk is the limit: what is used plus what the filesystem still lets us write.
+        return { usedBytes: used, totalBytes: used + (yield* freeBytes) }
+      }),
+      batch: (ops) =>
+        ops.length === 0
+          ? Effect.void
+          : run(
+              "batch",
+              // Uninterruptible so an interrupted caller cannot leave the transaction open.
+              Effect.uninterruptible(
+                Effect.zipRight(
+                  query("BEGIN IMMEDIATE"),
+                  Effect.forEach(ops, write, { discard: true }).pipe(
+                    Effect.zipRight(query("COMMIT")),
+                    // SQLite rolls back by itself on some errors (SQLITE_FULL, I/O errors); ROLLBACK
+                    // then fails with "no transaction is active", which is harmless.
+                    Effect.tapError(() => Effect.ignore(query("ROLLBACK")))
+                  )
+                )
+              )
+            ),
+      snapshot
+    }
+  })
