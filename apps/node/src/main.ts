@@ -1,13 +1,13 @@
 #!/usr/bin/env node
+import * as BlackholeNode from "@blackhole/core/BlackholeNode"
+import { Identity } from "@blackhole/core/Identity"
+import { PluginManager } from "@blackhole/core/PluginManager"
 /**
  * The `blackhole` node. Until the CLI lands this starts a node in `.blackhole/`
  * with the example plugins compiled in, logs what happens, and stops cleanly
  * on Ctrl-C (plugins in reverse dependency order).
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as BlackholeNode from "@blackhole/core/BlackholeNode"
-import { Identity } from "@blackhole/core/Identity"
-import { PluginManager } from "@blackhole/core/PluginManager"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import clock from "./examples/clock.js"
@@ -22,7 +22,9 @@ const summary = Layer.effectDiscard(
   Effect.gen(function* () {
     const identity = yield* Identity
     const plugins = yield* (yield* PluginManager).list
-    const rows = plugins.map((p) => `  ${p.id.padEnd(32)} ${p.version.padEnd(8)} ${p.loader.padEnd(10)} ${p.state}`)
+    const rows = plugins.map(
+      (p) => `  ${p.id.padEnd(32)} ${p.version.padEnd(8)} ${p.loader.padEnd(10)} ${p.state}`
+    )
     yield* Effect.logInfo(
       [
         `Blackhole node ${BlackholeNode.version} started`,

@@ -4,12 +4,13 @@
  * and the configured plugins started in dependency order. Any piece can be
  * swapped: `layerWith` leaves identity and the storage backend to the caller.
  */
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+
+import * as nodePath from "node:path"
 import type { Environment } from "@blackhole/sdk/NodeInfo"
 import type * as Plugin from "@blackhole/sdk/Plugin"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as nodePath from "node:path"
 import * as CoreMesh from "./CoreMesh.js"
 import * as EventBus from "./EventBus.js"
 import * as HookRegistry from "./HookRegistry.js"
@@ -68,7 +69,8 @@ const launch = (config: NodeConfig) =>
       for (const plugin of config.plugins ?? []) {
         const definition = "definition" in plugin ? plugin.definition : plugin
         const id = String(definition.manifest.id)
-        const pluginConfig = "definition" in plugin && plugin.config !== undefined ? plugin.config : config.pluginConfig?.[id]
+        const pluginConfig =
+          "definition" in plugin && plugin.config !== undefined ? plugin.config : config.pluginConfig?.[id]
         // A bad manifest fails that plugin's registration, never the node.
         yield* manager
           .register(definition, { config: pluginConfig })
@@ -81,7 +83,11 @@ const launch = (config: NodeConfig) =>
 /** A node over the given Identity and StorageBackend. */
 export const layerWith = (
   config: NodeConfig = {}
-): Layer.Layer<Exclude<NodeServices, Identity.Identity | StorageBackend.StorageBackend>, never, Identity.Identity | StorageBackend.StorageBackend> => {
+): Layer.Layer<
+  Exclude<NodeServices, Identity.Identity | StorageBackend.StorageBackend>,
+  never,
+  Identity.Identity | StorageBackend.StorageBackend
+> => {
   const base = Layer.mergeAll(
     HookRegistry.layer(config.hooks),
     EventBus.layer(config.events),
@@ -90,7 +96,11 @@ export const layerWith = (
   const manager = Layer.unwrapEffect(
     Effect.map(Identity.Identity, (identity) =>
       PluginManager.layer({
-        nodeInfo: { nodeId: identity.nodeId, version: config.version ?? version, environment: environmentOf(config) },
+        nodeInfo: {
+          nodeId: identity.nodeId,
+          version: config.version ?? version,
+          environment: environmentOf(config)
+        },
         ...(config.grants === undefined ? {} : { grants: config.grants })
       })
     )

@@ -21,61 +21,68 @@ import { Storage } from "./Storage.js"
 export const register = (
   nodeInfo: Omit<NodeInfo["Type"], "nodeId">
 ): Effect.Effect<void, never, ServiceRegistry | Identity | Storage | PluginManager | Scope.Scope> =>
-    Effect.gen(function* () {
-      const registry = yield* ServiceRegistry
-      const identity = yield* Identity
-      const storage = yield* Storage
-      const plugins = yield* PluginManager
-      const startedAt = Date.now()
+  Effect.gen(function* () {
+    const registry = yield* ServiceRegistry
+    const identity = yield* Identity
+    const storage = yield* Storage
+    const plugins = yield* PluginManager
+    const startedAt = Date.now()
 
-      const serve = (implementation: ServiceContract.Implementation) =>
-        // Core names are reserved for the core, so this cannot be taken: a failure is a bug.
-        registry.register(implementation.contract, ServiceContract.toDispatch(implementation, "core"), "core").pipe(
-          Effect.orDie
-        )
+    const serve = (implementation: ServiceContract.Implementation) =>
+      // Core names are reserved for the core, so this cannot be taken: a failure is a bug.
+      registry
+        .register(implementation.contract, ServiceContract.toDispatch(implementation, "core"), "core")
+        .pipe(Effect.orDie)
 
-      yield* serve(
-        ServiceContract.implement(CoreServices.Identity, {
-          info: () => Effect.succeed({ nodeId: identity.nodeId, publicKey: identity.publicKey }),
-          verify: ({ data, signature, publicKey }) => identity.verify(data, signature, publicKey),
-          sign: ({ data }) => identity.sign(data)
-        })
-      )
+    yield* serve(
+      ServiceContract.implement(CoreServices.Identity, {
+        info: () => Effect.succeed({ nodeId: identity.nodeId, publicKey: identity.publicKey }),
+        verify: ({ data, signature, publicKey }) => identity.verify(data, signature, publicKey),
+        sign: ({ data }) => identity.sign(data)
+      })
+    )
 
-      yield* serve(
-        ServiceContract.implement(CoreServices.Storage, {
-          retrieve: ({ namespace, key }) => storage.retrieve(namespace, key).pipe(Effect.map(Option.getOrNull)),
-          list: ({ namespace, prefix }) => storage.list(namespace, prefix),
-          capacity: () => storage.capacity,
-          snapshot: ({ namespacePrefix }) =>
-            Stream.runCollect(storage.snapshot(namespacePrefix)).pipe(Effect.map(Chunk.toReadonlyArray)),
-          // Writes through the mesh are attributed to the service; hooks still see and may veto them.
-          store: ({ namespace, key, value }) => storage.store("mesh", namespace, key, value),
-          delete: ({ namespace, key }) => storage.delete("mesh", namespace, key),
-          batch: ({ ops }) => storage.batch("mesh", ops)
-        })
-      )
+    yield* serve(
+      ServiceContract.implement(CoreServices.Storage, {
+        retrieve: ({ namespace, key }) => storage.retrieve(namespace, key).pipe(Effect.map(Option.getOrNull)),
+        list: ({ namespace, prefix }) => storage.list(namespace, prefix),
+        capacity: () => storage.capacity,
+        snapshot: ({ namespacePrefix }) =>
+          Stream.runCollect(storage.snapshot(namespacePrefix)).pipe(Effect.map(Chunk.toReadonlyArray)),
+        // Writes through the mesh are attributed to the service; hooks still see and may veto them.
+        store: ({ namespace, key, value }) => storage.store("mesh", namespace, key, value),
+        delete: ({ namespace, key }) => storage.delete("mesh", namespace, key),
+        batch: ({ ops }) => storage.batch("mesh", ops)
+      })
+    )
 
-      yield* serve(
-        ServiceContract.implement(CoreServices.Node, {
-          info: () =>
-            Effect.sync(() => ({
-              nodeId: identity.nodeId,
-              version: nodeInfo.version,
-              environment: nodeInfo.environment,
-              uptimeMillis: Date.now() - startedAt
-            })),
-          plugins: () =>
-            Effect.map(plugins.list, (list) =>
-              list.map(({ id, name, version, type, loader, state, restarts }) => ({ id, name, version, type, loader, state, restarts }))
-            )
-        })
-      )
-    })
+    yield* serve(
+      ServiceContract.implement(CoreServices.Node, {
+        info: () =>
+          Effect.sync(() => ({
+            nodeId: identity.nodeId,
+            version: nodeInfo.version,
+            environment: nodeInfo.environment,
+            uptimeMillis: Date.now() - startedAt
+          })),
+        plugins: () =>
+          Effect.map(plugins.list, (list) =>
+            list.map(({ id, name, version, type, loader, state, restarts }) => ({
+              id,
+              name,
+              version,
+              type,
+              loader,
+              state,
+              restarts
+            }))
+          )
+      })
+    )
+  })
 
 /** Registers the core services on the mesh for the node's lifetime. */
 export const layer = (
   nodeInfo: Omit<NodeInfo["Type"], "nodeId">
 ): Layer.Layer<never, never, ServiceRegistry | Identity | Storage | PluginManager> =>
   Layer.scopedDiscard(register(nodeInfo))
-

@@ -127,5 +127,8 @@ export interface Options {
 /** The manager; plugins are stopped in reverse dependency order when its Scope closes. */
 export const layer: (
   options: Options
-) => Layer.Layer<PluginManager, never, EventBus | Storage | ServiceRegistry | HookRegistry | ResourceLimiter> =
-  internal.layer
+) => Layer.Layer<
+  PluginManager,
+  never,
+  EventBus | Storage | ServiceRegistry | HookRegistry | ResourceLimiter
+> = internal.layer

@@ -15,7 +15,11 @@ export const core: Principal = { _tag: "Core" }
 /** The operator. */
 export const operator: Principal = { _tag: "Operator" }
 /** A plugin with its grants. */
-export const plugin = (id: string, granted: ReadonlyArray<string>): Principal => ({ _tag: "Plugin", id, granted })
+export const plugin = (id: string, granted: ReadonlyArray<string>): Principal => ({
+  _tag: "Plugin",
+  id,
+  granted
+})
 
 /** The principal's name in errors, logs and hook payloads. */
 export const name = (principal: Principal): string =>

@@ -6,9 +6,10 @@
  * holds in the host (event payloads queued for it, values in flight through
  * storage) — the CheckMemory of the original design.
  */
-import * as RateLimiter from "@effect/experimental/RateLimiter"
+
 import { QuotaExceeded, RateLimited } from "@blackhole/sdk/Errors"
 import type { ResourceLimits } from "@blackhole/sdk/ResourceLimits"
+import * as RateLimiter from "@effect/experimental/RateLimiter"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -30,7 +31,11 @@ export interface Quota {
   /** Returns memory reserved with `tryReserveMemory`. */
   readonly releaseMemory: (bytes: number) => void
   /** Current accounting, for metrics and the admin API. */
-  readonly usage: Effect.Effect<{ readonly memoryBytes: number; readonly inbound: number; readonly outbound: number }>
+  readonly usage: Effect.Effect<{
+    readonly memoryBytes: number
+    readonly inbound: number
+    readonly outbound: number
+  }>
 }
 
 /** Builds quotas for plugins. */
@@ -120,7 +125,12 @@ const makeQuota = (rateLimiter: RateLimiter.RateLimiter, principal: string, limi
             tryReserveMemory(bytes)
               ? Effect.void
               : Effect.fail(
-                  new QuotaExceeded({ principal, resource: "memory", limit: maxMemory ?? 0, requested: memoryBytes + bytes })
+                  new QuotaExceeded({
+                    principal,
+                    resource: "memory",
+                    limit: maxMemory ?? 0,
+                    requested: memoryBytes + bytes
+                  })
                 )
           ),
           () => Effect.sync(() => releaseMemory(bytes))

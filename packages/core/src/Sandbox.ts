@@ -41,7 +41,11 @@ export const namespaceOf = (pluginId: string): string => `plugin/${pluginId}`
 /** Builds the context services of one plugin. */
 export const make = (
   options: SandboxOptions
-): Effect.Effect<Context.Context<ContextServices>, never, EventBus | Storage | ServiceRegistry | HookRegistry> =>
+): Effect.Effect<
+  Context.Context<ContextServices>,
+  never,
+  EventBus | Storage | ServiceRegistry | HookRegistry
+> =>
   Effect.gen(function* () {
     const bus = yield* EventBus
     const storage = yield* Storage
@@ -56,7 +60,12 @@ export const make = (
         ? Effect.void
         : Effect.fail(new PermissionDenied({ permission, principal: pluginId }))
 
-    const logAt = { debug: Effect.logDebug, info: Effect.logInfo, warn: Effect.logWarning, error: Effect.logError }
+    const logAt = {
+      debug: Effect.logDebug,
+      info: Effect.logInfo,
+      warn: Effect.logWarning,
+      error: Effect.logError
+    }
     const logger = PluginLogger.of({
       log: (level, message, annotations) =>
         logAt[level](message).pipe(Effect.annotateLogs({ ...annotations, plugin: pluginId }))
@@ -67,7 +76,9 @@ export const make = (
         Effect.suspend(() => {
           const invalid = EventPattern.validate(type)
           if (invalid !== undefined || type.includes("*")) {
-            return Effect.dieMessage(`plugin ${pluginId} published an invalid event type "${type}": ${invalid ?? "wildcards are for patterns"}`)
+            return Effect.dieMessage(
+              `plugin ${pluginId} published an invalid event type "${type}": ${invalid ?? "wildcards are for patterns"}`
+            )
           }
           return require(`events:publish:${type}`).pipe(
             Effect.zipRight(quota.outbound(bus.publish({ type, source: pluginId, data }))),
@@ -93,14 +104,20 @@ export const make = (
             quota.outbound(
               // The value is held in the host until the write is acknowledged: it counts against the memory quota.
               Effect.scoped(
-                Effect.zipRight(quota.reserveMemory(value.byteLength), storage.store(pluginId, namespace, key, value))
+                Effect.zipRight(
+                  quota.reserveMemory(value.byteLength),
+                  storage.store(pluginId, namespace, key, value)
+                )
               )
             )
           )
         ),
-      retrieve: (key) => require("storage:read").pipe(Effect.zipRight(quota.outbound(storage.retrieve(namespace, key)))),
+      retrieve: (key) =>
+        require("storage:read").pipe(Effect.zipRight(quota.outbound(storage.retrieve(namespace, key)))),
       delete: (key) =>
-        require("storage:write").pipe(Effect.zipRight(quota.outbound(storage.delete(pluginId, namespace, key)))),
+        require("storage:write").pipe(
+          Effect.zipRight(quota.outbound(storage.delete(pluginId, namespace, key)))
+        ),
       list: (prefix) =>
         require("storage:read").pipe(Effect.zipRight(quota.outbound(storage.list(namespace, prefix ?? ""))))
     })
@@ -117,7 +134,12 @@ export const make = (
       register: (name, handler, hookOptions) =>
         require(`hooks:register:${name}`).pipe(
           Effect.zipRight(
-            hookRegistry.register(name, pluginId, handler as (payload: unknown) => Effect.Effect<void, unknown>, hookOptions)
+            hookRegistry.register(
+              name,
+              pluginId,
+              handler as (payload: unknown) => Effect.Effect<void, unknown>,
+              hookOptions
+            )
           )
         )
     })

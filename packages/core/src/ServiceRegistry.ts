@@ -5,8 +5,15 @@
  * (`service:<name>:<method>` or `service:<name>:<access class>`) and passes
  * the `service.before.call` hooks before it reaches the service.
  */
-import { MethodNotFound, PermissionDenied, PluginUnavailable, ServiceNameTaken, ServiceNotFound } from "@blackhole/sdk/Errors"
+
 import type { MeshError } from "@blackhole/sdk/Errors"
+import {
+  MethodNotFound,
+  PermissionDenied,
+  PluginUnavailable,
+  ServiceNameTaken,
+  ServiceNotFound
+} from "@blackhole/sdk/Errors"
 import * as Permission from "@blackhole/sdk/Permission"
 import * as ServiceContract from "@blackhole/sdk/ServiceContract"
 import * as Context from "effect/Context"
@@ -44,7 +51,10 @@ export class ServiceRegistry extends Context.Tag("@blackhole/core/ServiceRegistr
       payload: unknown
     ) => Effect.Effect<unknown, MeshError | ServiceContract.MethodError>
     /** A typed client calling as `principal`. */
-    readonly client: <C extends ServiceContract.Any>(principal: Principal.Principal, contract: C) => ServiceContract.Client<C>
+    readonly client: <C extends ServiceContract.Any>(
+      principal: Principal.Principal,
+      contract: C
+    ) => ServiceContract.Client<C>
     readonly lookup: (name: string) => Option.Option<Registration>
     readonly list: Effect.Effect<ReadonlyArray<Registration>>
   }
@@ -70,7 +80,8 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
           Effect.suspend(() => {
             const name = contract.name
             const existing = services.get(name)
-            if (existing !== undefined) return Effect.fail(new ServiceNameTaken({ service: name, owner: existing.owner }))
+            if (existing !== undefined)
+              return Effect.fail(new ServiceNameTaken({ service: name, owner: existing.owner }))
             if (Permission.isCoreService(name) && owner !== "core") {
               return Effect.fail(new ServiceNameTaken({ service: name, owner: "core (reserved name)" }))
             }
@@ -98,7 +109,9 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
           if (access === undefined) return Effect.fail(new MethodNotFound({ service, method }))
           const exact = `service:${service}:${method}`
           if (!Principal.allows(principal, exact, `service:${service}:${access}`)) {
-            return Effect.fail(new PermissionDenied({ permission: exact, principal: Principal.name(principal) }))
+            return Effect.fail(
+              new PermissionDenied({ permission: exact, principal: Principal.name(principal) })
+            )
           }
           return hooks
             .run("service.before.call", { service, method, principal: Principal.name(principal), payload })
@@ -120,7 +133,9 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
         register,
         call,
         client: (principal, contract) =>
-          ServiceContract.makeClient(contract, (method, payload) => call(principal, contract.name, method, payload)),
+          ServiceContract.makeClient(contract, (method, payload) =>
+            call(principal, contract.name, method, payload)
+          ),
         lookup: (name) => Option.fromNullable(services.get(name)),
         list: Effect.sync(() => Array.from(services.values()))
       })

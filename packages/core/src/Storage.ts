@@ -23,9 +23,16 @@ export class Storage extends Context.Tag("@blackhole/core/Storage")<
       key: string,
       value: Uint8Array
     ) => Effect.Effect<void, HookVetoed | StorageError>
-    readonly retrieve: (namespace: string, key: string) => Effect.Effect<Option.Option<Uint8Array>, StorageError>
+    readonly retrieve: (
+      namespace: string,
+      key: string
+    ) => Effect.Effect<Option.Option<Uint8Array>, StorageError>
     /** Succeeds with whether the key existed. */
-    readonly delete: (principal: string, namespace: string, key: string) => Effect.Effect<boolean, HookVetoed | StorageError>
+    readonly delete: (
+      principal: string,
+      namespace: string,
+      key: string
+    ) => Effect.Effect<boolean, HookVetoed | StorageError>
     readonly list: (namespace: string, prefix: string) => Effect.Effect<ReadonlyArray<string>, StorageError>
     readonly capacity: Effect.Effect<StorageBackend.Capacity, StorageError>
     /** Atomic: every `before` hook of every op runs first; any veto aborts the whole batch. */
@@ -55,11 +62,13 @@ export const layer: Layer.Layer<Storage, never, StorageBackend.StorageBackend | 
     return Storage.of({
       store: (principal, namespace, key, value) => {
         const payload = { namespace, key, value, principal }
-        return hooks.run("storage.before.write", payload).pipe(
-          Effect.zipRight(backend.store(namespace, key, value)),
-          Effect.zipRight(hooks.run("storage.after.write", payload)),
-          Effect.withSpan("Storage.store")
-        )
+        return hooks
+          .run("storage.before.write", payload)
+          .pipe(
+            Effect.zipRight(backend.store(namespace, key, value)),
+            Effect.zipRight(hooks.run("storage.after.write", payload)),
+            Effect.withSpan("Storage.store")
+          )
       },
       retrieve: backend.retrieve,
       delete: (principal, namespace, key) => {
@@ -73,10 +82,14 @@ export const layer: Layer.Layer<Storage, never, StorageBackend.StorageBackend | 
       list: backend.list,
       capacity: backend.capacity,
       batch: (principal, ops) =>
-        Effect.forEach(ops, (op) => hooks.run(hookName("before", op), hookPayload(principal, op)), { discard: true }).pipe(
+        Effect.forEach(ops, (op) => hooks.run(hookName("before", op), hookPayload(principal, op)), {
+          discard: true
+        }).pipe(
           Effect.zipRight(backend.batch(ops)),
           Effect.zipRight(
-            Effect.forEach(ops, (op) => hooks.run(hookName("after", op), hookPayload(principal, op)), { discard: true })
+            Effect.forEach(ops, (op) => hooks.run(hookName("after", op), hookPayload(principal, op)), {
+              discard: true
+            })
           ),
           Effect.withSpan("Storage.batch")
         ),
@@ -86,7 +99,9 @@ export const layer: Layer.Layer<Storage, never, StorageBackend.StorageBackend | 
 )
 
 /** Storage in memory (tests, ephemeral nodes). */
-export const layerMemory: Layer.Layer<Storage, never, HookRegistry> = layer.pipe(Layer.provide(StorageBackend.layerMemory))
+export const layerMemory: Layer.Layer<Storage, never, HookRegistry> = layer.pipe(
+  Layer.provide(StorageBackend.layerMemory)
+)
 
 /** Storage in SQLite at `filename` (WAL). */
 export const layerSqlite = (options: { readonly filename: string }) =>

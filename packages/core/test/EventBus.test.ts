@@ -1,9 +1,13 @@
+import { Event } from "@blackhole/sdk/Event"
 import { assert, describe, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Hash from "effect/Hash"
 import * as Metric from "effect/Metric"
+import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
@@ -111,6 +115,21 @@ describe("EventBus", () => {
       assert.strictEqual(received[0], first)
       assert.deepStrictEqual(received[0]?.data, { id: 7 })
       assert.strictEqual(received[1]?.source, "core")
+
+      // The bus builds events without the Schema.Class constructor: they must be the same thing.
+      const constructed = new Event({
+        id: first.id,
+        type: "content.created",
+        source: "plugin-a",
+        timestamp: 1_700_000_000_000,
+        data: first.data
+      })
+      assert.instanceOf(first, Event)
+      assert.isTrue(Schema.is(Event)(first))
+      assert.isTrue(Equal.equals(first, constructed))
+      assert.strictEqual(Hash.hash(first), Hash.hash(constructed))
+      assert.deepStrictEqual(Object.keys(first), Object.keys(constructed))
+      assert.deepStrictEqual(Schema.encodeSync(Event)(first), Schema.encodeSync(Event)(constructed))
     }).pipe(Effect.provide(layer()))
   )
 

@@ -1,7 +1,5 @@
-import * as Rpc from "@effect/rpc/Rpc"
-import * as RpcGroup from "@effect/rpc/RpcGroup"
-import { assert, describe, it } from "@effect/vitest"
-import * as Errors from "@blackhole/sdk/Errors"
+import * as CoreServices from "@blackhole/sdk/CoreServices"
+import type * as Errors from "@blackhole/sdk/Errors"
 import * as Events from "@blackhole/sdk/Events"
 import * as Hooks from "@blackhole/sdk/Hooks"
 import * as Plugin from "@blackhole/sdk/Plugin"
@@ -9,13 +7,15 @@ import * as PluginConfig from "@blackhole/sdk/PluginConfig"
 import * as PluginStorage from "@blackhole/sdk/PluginStorage"
 import * as ServiceContract from "@blackhole/sdk/ServiceContract"
 import * as Services from "@blackhole/sdk/Services"
-import * as CoreServices from "@blackhole/sdk/CoreServices"
+import * as Rpc from "@effect/rpc/Rpc"
+import * as RpcGroup from "@effect/rpc/RpcGroup"
+import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import * as Fiber from "effect/Fiber"
 import { EventBus } from "../src/EventBus.js"
 import * as NodeTest from "../src/NodeTest.js"
 import { PluginManager } from "../src/PluginManager.js"
@@ -24,7 +24,12 @@ import * as Sandbox from "../src/Sandbox.js"
 import { ServiceRegistry } from "../src/ServiceRegistry.js"
 import { Storage } from "../src/Storage.js"
 
-const manifest = <T extends Plugin.PluginType>(id: string, type: T, permissions: ReadonlyArray<string>, services: ReadonlyArray<string> = []) => ({
+const manifest = <T extends Plugin.PluginType>(
+  id: string,
+  type: T,
+  permissions: ReadonlyArray<string>,
+  services: ReadonlyArray<string> = []
+) => ({
   id,
   name: id,
   version: "1.0.0",
@@ -36,7 +41,9 @@ const manifest = <T extends Plugin.PluginType>(id: string, type: T, permissions:
 // --- publisher: publishes content.created when asked over the mesh
 const PublisherContract = ServiceContract.make(
   "publisher",
-  RpcGroup.make(ServiceContract.write(Rpc.make("create", { payload: { id: Schema.String, title: Schema.String } })))
+  RpcGroup.make(
+    ServiceContract.write(Rpc.make("create", { payload: { id: Schema.String, title: Schema.String } }))
+  )
 )
 const publisher = Plugin.service({
   manifest: manifest("com.example.publisher", "service", ["events:publish:content.*"], ["publisher"]),
@@ -63,19 +70,32 @@ const IndexerConfig = PluginConfig.make(
   Schema.Struct({ prefix: Schema.optionalWith(Schema.String, { default: () => "content/" }) })
 )
 const indexer = Plugin.service({
-  manifest: manifest("com.example.indexer", "service", ["events:subscribe:content.*", "storage:read", "storage:write"], ["indexer"]),
+  manifest: manifest(
+    "com.example.indexer",
+    "service",
+    ["events:subscribe:content.*", "storage:read", "storage:write"],
+    ["indexer"]
+  ),
   config: IndexerConfig,
   program: Effect.gen(function* () {
     const { prefix } = yield* IndexerConfig
     const storage = yield* PluginStorage.PluginStorage
     yield* Events.on("content.*", (event) => {
       const data = event.data as { id: string; title: string }
-      return PluginStorage.storeJson(`${prefix}${data.id}`, Record, { id: data.id, title: data.title, source: event.source })
+      return PluginStorage.storeJson(`${prefix}${data.id}`, Record, {
+        id: data.id,
+        title: data.title,
+        source: event.source
+      })
     })
     return {
       services: [
         ServiceContract.implement(IndexerContract, {
-          count: () => storage.list(prefix).pipe(Effect.map((keys) => keys.length), Effect.orDie)
+          count: () =>
+            storage.list(prefix).pipe(
+              Effect.map((keys) => keys.length),
+              Effect.orDie
+            )
         })
       ]
     }
@@ -115,8 +135,16 @@ const probe = Plugin.service({
                 outcome(storage.store("k", new Uint8Array([1])), "storage write"),
                 outcome(storage.delete("k"), "storage delete"),
                 outcome(services.client(IndexerContract).count(), "call indexer.count"),
-                outcome(services.client(CoreServices.Storage).store({ namespace: "x", key: "y", value: new Uint8Array() }), "call storage.store"),
-                outcome(hooks.register("storage.before.write", () => Effect.void), "register storage.before.write")
+                outcome(
+                  services
+                    .client(CoreServices.Storage)
+                    .store({ namespace: "x", key: "y", value: new Uint8Array() }),
+                  "call storage.store"
+                ),
+                outcome(
+                  hooks.register("storage.before.write", () => Effect.void),
+                  "register storage.before.write"
+                )
               ])
             )
         })
@@ -135,10 +163,14 @@ const hookPlugin = Plugin.service({
   config: PluginConfig.none,
   program: Effect.gen(function* () {
     const seen = yield* Ref.make<ReadonlyArray<string>>([])
-    yield* Hooks.register("storage.after.write", () => Effect.die(new Error("after hook exploded")), { priority: -1 })
+    yield* Hooks.register("storage.after.write", () => Effect.die(new Error("after hook exploded")), {
+      priority: -1
+    })
     yield* Hooks.register("storage.after.write", (write) => Ref.update(seen, (s) => [...s, write.key]))
     yield* Hooks.register("storage.before.write", (write) =>
-      write.key.startsWith("forbidden/") ? Hooks.veto(`no writes under forbidden/ (${write.key})`) : Effect.void
+      write.key.startsWith("forbidden/")
+        ? Hooks.veto(`no writes under forbidden/ (${write.key})`)
+        : Effect.void
     )
     return { services: [ServiceContract.implement(HookLogContract, { seen: () => Ref.get(seen) })] }
   })
@@ -157,9 +189,26 @@ const lifecycle = Plugin.integration({
   manifest: manifest("com.example.lifecycle", "integration", ["events:subscribe:tick.*"]),
   config: PluginConfig.none,
   program: Effect.gen(function* () {
-    yield* Effect.addFinalizer(() => Effect.sync(() => void (lifecycleState.finalized = true)))
-    yield* Events.on("tick.*", () => Effect.sync(() => void (lifecycleState.delivered += 1)))
-    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sync(() => void (lifecycleState.ticks += 1)), Effect.sleep("1 millis"))))
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        lifecycleState.finalized = true
+      })
+    )
+    yield* Events.on("tick.*", () =>
+      Effect.sync(() => {
+        lifecycleState.delivered += 1
+      })
+    )
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.zipRight(
+          Effect.sync(() => {
+            lifecycleState.ticks += 1
+          }),
+          Effect.sleep("1 millis")
+        )
+      )
+    )
     return { integration: { kind: "lifecycle", sync: Effect.void } }
   })
 })
@@ -209,33 +258,40 @@ describe("NodeTest with compiled-in plugins", () => {
     }).pipe(Effect.provide(node))
   )
 
-  it.scopedLive("a throwing after hook does not break the write and the other hooks still run; a before hook vetoes", () =>
-    Effect.gen(function* () {
-      const registry = yield* ServiceRegistry
-      const storage = yield* Storage
-      yield* storage.store("core", "test", "ok/1", new Uint8Array([1]))
-      assert.isTrue(Option.isSome(yield* storage.retrieve("test", "ok/1")))
-      const seen = yield* registry.client(Principal.operator, HookLogContract).seen()
-      assert.include(seen, "ok/1")
+  it.scopedLive(
+    "a throwing after hook does not break the write and the other hooks still run; a before hook vetoes",
+    () =>
+      Effect.gen(function* () {
+        const registry = yield* ServiceRegistry
+        const storage = yield* Storage
+        yield* storage.store("core", "test", "ok/1", new Uint8Array([1]))
+        assert.isTrue(Option.isSome(yield* storage.retrieve("test", "ok/1")))
+        const seen = yield* registry.client(Principal.operator, HookLogContract).seen()
+        assert.include(seen, "ok/1")
 
-      const vetoed = yield* Effect.flip(storage.store("core", "test", "forbidden/1", new Uint8Array([1])))
-      assert.strictEqual(vetoed._tag, "HookVetoed")
-      assert.strictEqual((vetoed as Errors.HookVetoed).by, "com.example.hooks")
-      assert.isTrue(Option.isNone(yield* storage.retrieve("test", "forbidden/1")))
-    }).pipe(Effect.provide(node))
+        const vetoed = yield* Effect.flip(storage.store("core", "test", "forbidden/1", new Uint8Array([1])))
+        assert.strictEqual(vetoed._tag, "HookVetoed")
+        assert.strictEqual((vetoed as Errors.HookVetoed).by, "com.example.hooks")
+        assert.isTrue(Option.isNone(yield* storage.retrieve("test", "forbidden/1")))
+      }).pipe(Effect.provide(node))
   )
 
-  it.scopedLive("a plugin requesting sensitive permissions without the operator's grant does not start and names each", () =>
-    Effect.gen(function* () {
-      const manager = yield* PluginManager
-      const info = yield* manager.get("com.example.fs")
-      assert.strictEqual(info.state, "failed")
-      assert.include(info.error, "fs:write:/tmp/x")
-      assert.include(info.error, "network:connect:example.com")
-      const error = yield* Effect.flip(manager.start("com.example.fs"))
-      assert.strictEqual(error._tag, "MissingGrants")
-      assert.deepStrictEqual((error as Errors.MissingGrants).missing, ["fs:write:/tmp/x", "network:connect:example.com"])
-    }).pipe(Effect.provide(node))
+  it.scopedLive(
+    "a plugin requesting sensitive permissions without the operator's grant does not start and names each",
+    () =>
+      Effect.gen(function* () {
+        const manager = yield* PluginManager
+        const info = yield* manager.get("com.example.fs")
+        assert.strictEqual(info.state, "failed")
+        assert.include(info.error, "fs:write:/tmp/x")
+        assert.include(info.error, "network:connect:example.com")
+        const error = yield* Effect.flip(manager.start("com.example.fs"))
+        assert.strictEqual(error._tag, "MissingGrants")
+        assert.deepStrictEqual((error as Errors.MissingGrants).missing, [
+          "fs:write:/tmp/x",
+          "network:connect:example.com"
+        ])
+      }).pipe(Effect.provide(node))
   )
 
   it.scopedLive("the operator's grant lets the same plugin start", () =>
@@ -244,7 +300,10 @@ describe("NodeTest with compiled-in plugins", () => {
       assert.strictEqual((yield* manager.get("com.example.fs")).state, "running")
     }).pipe(
       Effect.provide(
-        NodeTest.layer({ plugins: [fsPlugin], grants: { "com.example.fs": ["fs:write:/tmp", "network:connect:example.com"] } })
+        NodeTest.layer({
+          plugins: [fsPlugin],
+          grants: { "com.example.fs": ["fs:write:/tmp", "network:connect:example.com"] }
+        })
       )
     )
   )
@@ -280,6 +339,10 @@ describe("NodeTest with compiled-in plugins", () => {
       assert.strictEqual(info.state, "failed")
       assert.include(info.error, "prefix")
       assert.strictEqual((yield* manager.get("com.example.publisher")).state, "running")
-    }).pipe(Effect.provide(NodeTest.layer({ plugins: [publisher, { definition: indexer, config: { prefix: 42 } }] })))
+    }).pipe(
+      Effect.provide(
+        NodeTest.layer({ plugins: [publisher, { definition: indexer, config: { prefix: 42 } }] })
+      )
+    )
   )
 })

@@ -32,19 +32,30 @@ export const Identity = ServiceContract.make(
       })
     ),
     ServiceContract.admin(
-      Rpc.make("sign", { payload: { data: Schema.Uint8ArrayFromBase64 }, success: Schema.Uint8ArrayFromBase64 })
+      Rpc.make("sign", {
+        payload: { data: Schema.Uint8ArrayFromBase64 },
+        success: Schema.Uint8ArrayFromBase64
+      })
     )
   )
 )
 
 /** A stored entry, as the storage service returns it. */
-export const Entry = Schema.Struct({ namespace: Schema.String, key: Schema.String, value: Schema.Uint8ArrayFromBase64 })
+export const Entry = Schema.Struct({
+  namespace: Schema.String,
+  key: Schema.String,
+  value: Schema.Uint8ArrayFromBase64
+})
 /** @see Entry */
 export type Entry = typeof Entry.Type
 
 /** One write of an atomic batch. */
 export const WriteOp = Schema.Union(
-  Schema.TaggedStruct("Put", { namespace: Schema.String, key: Schema.String, value: Schema.Uint8ArrayFromBase64 }),
+  Schema.TaggedStruct("Put", {
+    namespace: Schema.String,
+    key: Schema.String,
+    value: Schema.Uint8ArrayFromBase64
+  }),
   Schema.TaggedStruct("Delete", { namespace: Schema.String, key: Schema.String })
 )
 /** @see WriteOp */
@@ -126,7 +137,12 @@ export const Node = ServiceContract.make(
 )
 
 /** The access class of a core service's method, for permission classification. */
-export const coreMethodAccess = (service: string, method: string): ServiceContract.AccessClass | undefined => {
-  const contract = ({ identity: Identity, storage: Storage, node: Node } as Record<string, ServiceContract.Any>)[service]
+export const coreMethodAccess = (
+  service: string,
+  method: string
+): ServiceContract.AccessClass | undefined => {
+  const contract = (
+    { identity: Identity, storage: Storage, node: Node } as Record<string, ServiceContract.Any>
+  )[service]
   return contract === undefined ? undefined : ServiceContract.accessOf(contract, method)
 }

@@ -20,7 +20,11 @@ export const StorageWrite = Schema.Struct({
   principal: Schema.String
 })
 /** A storage delete as hooks see it. */
-export const StorageDelete = Schema.Struct({ namespace: Schema.String, key: Schema.String, principal: Schema.String })
+export const StorageDelete = Schema.Struct({
+  namespace: Schema.String,
+  key: Schema.String,
+  principal: Schema.String
+})
 /** A mesh call as hooks see it (payload still encoded). */
 export const ServiceCall = Schema.Struct({
   service: Schema.String,
@@ -49,7 +53,9 @@ export const payloads = {
 export type BuiltinHook = keyof typeof payloads
 
 /** The payload type a hook of this name receives. */
-export type PayloadOf<Name extends string> = Name extends BuiltinHook ? (typeof payloads)[Name]["Type"] : unknown
+export type PayloadOf<Name extends string> = Name extends BuiltinHook
+  ? (typeof payloads)[Name]["Type"]
+  : unknown
 
 /** A hook's refusal; the host reports it to the caller as `HookVetoed` naming this plugin. */
 export class Veto extends Schema.TaggedError<Veto>()("Veto", { reason: Schema.String }) {}

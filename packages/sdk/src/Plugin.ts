@@ -21,7 +21,14 @@ import type { Services } from "./Services.js"
 export type PluginType = "service" | "protocol" | "storage" | "integration"
 
 /** Everything a plugin program may require: the context services, and a Scope. */
-export type ContextServices = PluginLogger | PluginConfig | Events | PluginStorage | Services | Hooks | NodeInfo
+export type ContextServices =
+  | PluginLogger
+  | PluginConfig
+  | Events
+  | PluginStorage
+  | Services
+  | Hooks
+  | NodeInfo
 
 /** A plugin's own view of its health. */
 export const HealthStatus = Schema.Struct({

@@ -33,7 +33,8 @@ export const make = <A, I>(schema: Schema.Schema<A, I>): ConfigSchema<A, I> =>
 export const none: ConfigSchema<{}, {}> = make(Schema.Struct({}))
 
 /** The JSON Schema for `config.schema.json`, written by a plugin's build. */
-export const toJsonSchema = <A, I>(config: ConfigSchema<A, I>): JSONSchema.JsonSchema7Root => JSONSchema.make(config.schema)
+export const toJsonSchema = <A, I>(config: ConfigSchema<A, I>): JSONSchema.JsonSchema7Root =>
+  JSONSchema.make(config.schema)
 
 /** Decodes an operator's raw config (defaults applied); every bad field is reported with its path. */
 export const decode = <A, I>(

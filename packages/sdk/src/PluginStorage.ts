@@ -44,6 +44,8 @@ export const retrieveJson = <A, I>(key: string, schema: Schema.Schema<A, I>) =>
     const storage = yield* PluginStorage
     const bytes = yield* storage.retrieve(key)
     if (Option.isNone(bytes)) return Option.none<A>()
-    const value = yield* Schema.decode(Schema.parseJson(schema))(decoder.decode(bytes.value)).pipe(Effect.orDie)
+    const value = yield* Schema.decode(Schema.parseJson(schema))(decoder.decode(bytes.value)).pipe(
+      Effect.orDie
+    )
     return Option.some(value)
   })

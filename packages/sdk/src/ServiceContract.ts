@@ -59,7 +59,8 @@ export const make = <const Name extends string, R extends Rpc.Any>(
 }
 
 /** The access class a method declares. */
-export const accessOf = (contract: Any, method: string): AccessClass | undefined => internal.accessOf(contract, method)
+export const accessOf = (contract: Any, method: string): AccessClass | undefined =>
+  internal.accessOf(contract, method)
 
 /** A typed client: one function per method, failing with the method's errors or a mesh error. */
 export type Client<C extends Any> = {
@@ -70,7 +71,9 @@ export type Client<C extends Any> = {
 
 /** Handlers implementing every method of a contract; each must handle exactly its method's types. */
 export type Handlers<C extends Any> = {
-  readonly [R in Rpcs<C> as Rpc.Tag<R>]: (payload: Rpc.Payload<R>) => Effect.Effect<Rpc.Success<R>, Rpc.Error<R>>
+  readonly [R in Rpcs<C> as Rpc.Tag<R>]: (
+    payload: Rpc.Payload<R>
+  ) => Effect.Effect<Rpc.Success<R>, Rpc.Error<R>>
 }
 
 /** A contract together with its handlers: what a plugin registers on the mesh. */
@@ -100,8 +103,8 @@ export class MethodError extends Schema.TaggedError<MethodError>()("MethodError"
  */
 export type Dispatch = (method: string, payload: unknown) => Effect.Effect<unknown, MeshError | MethodError>
 
-/** Serves an implementation as a `Dispatch` (decode payload, run handler, encode result). */
-export const toDispatch: (implementation: Implementation, principal: string) => Dispatch = internal.toDispatch
+/** Serves an implementation as a `Dispatch` (decode payload, run handler, encode result); `serverId` is named in failures. */
+export const toDispatch: (implementation: Implementation, serverId: string) => Dispatch = internal.toDispatch
 
 /** Builds a typed client over a `Dispatch` (encode payload, call, decode result or error). */
 export const makeClient: <C extends Any>(contract: C, dispatch: Dispatch) => Client<C> = internal.makeClient

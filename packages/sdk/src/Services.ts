@@ -24,5 +24,7 @@ export class Services extends Context.Tag("@blackhole/sdk/Services")<
 >() {}
 
 /** A typed client for `contract`. */
-export const client = <C extends ServiceContract.Any>(contract: C): Effect.Effect<ServiceContract.Client<C>, never, Services> =>
+export const client = <C extends ServiceContract.Any>(
+  contract: C
+): Effect.Effect<ServiceContract.Client<C>, never, Services> =>
   Effect.map(Services, (services) => services.client(contract))

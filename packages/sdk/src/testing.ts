@@ -84,9 +84,10 @@ export declare namespace TestRecorder {
     /** Puts an event on the bus as if another plugin (`source`, default `test`) had published it. */
     readonly emit: (type: string, data?: unknown, source?: string) => Effect.Effect<void>
     /**
-     * Runs the handlers registered on hook `name`, in order, with the payload as the host would send it
-     * (built-in hooks' payloads go through their schema). A `before` (or custom) hook stops at the first
-     * failure; `after` hooks all run. Fails with the first `Veto`; a defect or timeout is a `Veto` too.
+     * Runs the handlers registered on hook `name` in the host's order, with the payload as a subprocess
+     * would receive it (built-in hooks' payloads go through their schema). `before` hooks stop at the first
+     * failure, the others all run; fails with the first `Veto` (a defect or timeout is one too), also for
+     * non-`before` hooks, whose failures the host only logs: a test should see them.
      */
     readonly runHook: <Name extends string>(
       name: Name,
@@ -101,7 +102,7 @@ export declare namespace PluginTest {
   export interface Options {
     /** The plugin under test: its schema decodes `config` and its manifest id is the default `pluginId`. */
     readonly definition?: Plugin.Any
-    /** The raw config as an operator would write it; decoded with the definition's schema, so defaults apply. Default `{}`. */
+    /** The raw config as an operator writes it, decoded like the host does (`PluginConfig.decode`: defaults apply). */
     readonly config?: unknown
     /**
      * Granted permissions, enforced as the host does. Default: every permission (`["*:*"]`; a bare `"*"`

@@ -26,8 +26,10 @@ export default Plugin.integration({
   config: Config,
   program: Effect.gen(function* () {
     const { intervalSeconds } = yield* Config
+    // Handlers have no requirements: take the services they use from the context once.
+    const events = yield* Events.Events
     let n = 0
-    const tick = Effect.suspend(() => Events.publish("clock.tick", { n: ++n, at: new Date().toISOString() }))
+    const tick = Effect.suspend(() => events.publish("clock.tick", { n: ++n, at: new Date().toISOString() }))
     yield* PluginLogger.info(`ticking every ${intervalSeconds} s`)
     // Lives in the plugin's Scope: stopping the plugin interrupts it.
     yield* tick.pipe(Effect.repeat(Schedule.spaced(`${intervalSeconds} seconds`)), Effect.forkScoped)

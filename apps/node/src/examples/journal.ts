@@ -1,12 +1,13 @@
 /** Example plugin: counts every event per type in its storage and serves the counts on the mesh. */
-import * as Rpc from "@effect/rpc/Rpc"
-import * as RpcGroup from "@effect/rpc/RpcGroup"
+
 import * as Events from "@blackhole/sdk/Events"
 import * as Plugin from "@blackhole/sdk/Plugin"
 import * as PluginConfig from "@blackhole/sdk/PluginConfig"
 import * as PluginLogger from "@blackhole/sdk/PluginLogger"
 import * as PluginStorage from "@blackhole/sdk/PluginStorage"
 import * as ServiceContract from "@blackhole/sdk/ServiceContract"
+import * as Rpc from "@effect/rpc/Rpc"
+import * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -35,7 +36,12 @@ export default Plugin.service({
   },
   config: PluginConfig.none,
   program: Effect.gen(function* () {
-    const load = PluginStorage.retrieveJson("counts", Counts).pipe(Effect.map(Option.getOrElse(() => ({}))))
+    // Handlers have no requirements: provide the storage they use once, here.
+    const storage = yield* PluginStorage.PluginStorage
+    const load = PluginStorage.retrieveJson("counts", Counts).pipe(
+      Effect.map(Option.getOrElse((): typeof Counts.Type => ({}))),
+      Effect.provideService(PluginStorage.PluginStorage, storage)
+    )
     yield* Events.on("*", (event) =>
       Effect.gen(function* () {
         const counts = yield* load

@@ -1,3 +1,4 @@
+import * as CoreServices from "@blackhole/sdk/CoreServices"
 import {
   DependencyError,
   IncompatiblePlugin,
@@ -5,7 +6,6 @@ import {
   PluginFailure,
   PluginNotFound
 } from "@blackhole/sdk/Errors"
-import * as CoreServices from "@blackhole/sdk/CoreServices"
 import * as Permission from "@blackhole/sdk/Permission"
 import type * as Plugin from "@blackhole/sdk/Plugin"
 import * as PluginConfig from "@blackhole/sdk/PluginConfig"
@@ -60,7 +60,9 @@ export const layer = (options: Options) =>
       const lookup = (id: string) =>
         Effect.suspend(() => {
           const entry = entries.get(id)
-          return entry === undefined ? Effect.fail(new PluginNotFound({ pluginId: id })) : Effect.succeed(entry)
+          return entry === undefined
+            ? Effect.fail(new PluginNotFound({ pluginId: id }))
+            : Effect.succeed(entry)
         })
 
       const transition = (entry: Entry, state: PluginState, reason?: string) =>
@@ -83,7 +85,11 @@ export const layer = (options: Options) =>
             )
         })
 
-      const registerWith = (manifest: PluginManifest.PluginManifest, loader: PluginLoader.PluginLoader, opts?: RegisterOptions) =>
+      const registerWith = (
+        manifest: PluginManifest.PluginManifest,
+        loader: PluginLoader.PluginLoader,
+        opts?: RegisterOptions
+      ) =>
         Effect.gen(function* () {
           const existing = entries.get(manifest.id)
           if (existing !== undefined) {
@@ -109,7 +115,10 @@ export const layer = (options: Options) =>
 
       const register = (definition: Plugin.Any, opts?: RegisterOptions) =>
         Effect.gen(function* () {
-          const manifest = yield* PluginManifest.decode(definition.manifest, `compiled-in plugin ${String(definition.manifest.id)}`)
+          const manifest = yield* PluginManifest.decode(
+            definition.manifest,
+            `compiled-in plugin ${String(definition.manifest.id)}`
+          )
           if (manifest.type !== definition.type) {
             return yield* new DependencyError({
               pluginId: manifest.id,
@@ -135,14 +144,21 @@ export const layer = (options: Options) =>
               maxVersion: compatibility.maxVersion
             })
           }
-          const resolution = Permission.resolve(manifest.permissions, grants[manifest.id] ?? [], CoreServices.coreMethodAccess)
+          const resolution = Permission.resolve(
+            manifest.permissions,
+            grants[manifest.id] ?? [],
+            CoreServices.coreMethodAccess
+          )
           if (resolution.missing.length > 0) {
             return yield* new MissingGrants({ pluginId: manifest.id, missing: resolution.missing })
           }
           for (const [dependency, range] of Object.entries(manifest.dependencies)) {
             const other = entries.get(dependency)
             if (other === undefined) {
-              return yield* new DependencyError({ pluginId: manifest.id, reason: `depends on ${dependency} (${range}), which is not installed` })
+              return yield* new DependencyError({
+                pluginId: manifest.id,
+                reason: `depends on ${dependency} (${range}), which is not installed`
+              })
             }
             if (!semver.satisfies(other.manifest.version, range)) {
               return yield* new DependencyError({
@@ -151,7 +167,10 @@ export const layer = (options: Options) =>
               })
             }
             if (other.state !== "running") {
-              return yield* new DependencyError({ pluginId: manifest.id, reason: `depends on ${dependency}, which is ${other.state}` })
+              return yield* new DependencyError({
+                pluginId: manifest.id,
+                reason: `depends on ${dependency}, which is ${other.state}`
+              })
             }
           }
           const config = yield* entry.loader.decodeConfig(entry.rawConfig)
@@ -167,9 +186,13 @@ export const layer = (options: Options) =>
             const { granted, config } = yield* preflight(entry)
             entry.granted = granted
             const quota = yield* limiter.make(manifest.id, PluginManifest.resourceLimits(manifest))
-            const context = yield* Sandbox.make({ pluginId: manifest.id, granted, quota, config, nodeInfo }).pipe(
-              Effect.provide(sandboxContext)
-            )
+            const context = yield* Sandbox.make({
+              pluginId: manifest.id,
+              granted,
+              quota,
+              config,
+              nodeInfo
+            }).pipe(Effect.provide(sandboxContext))
             const scope = yield* Scope.make()
             const loaded = yield* Effect.gen(function* () {
               const loaded = yield* entry.loader.load({ manifest, context })
@@ -180,7 +203,11 @@ export const layer = (options: Options) =>
                     reason: `serves "${served.contract.name}", which its manifest does not declare under "services"`
                   })
                 }
-                yield* registry.register(served.contract, (method, payload) => quota.inbound(served.dispatch(method, payload)), manifest.id)
+                yield* registry.register(
+                  served.contract,
+                  (method, payload) => quota.inbound(served.dispatch(method, payload)),
+                  manifest.id
+                )
               }
               return loaded
             }).pipe(
@@ -245,7 +272,11 @@ export const layer = (options: Options) =>
         const { order, cyclic } = dependencyOrder()
         for (const entry of order) {
           if (cyclic.has(entry.manifest.id)) {
-            yield* transition(entry, "failed", `dependency cycle among ${Array.from(cyclic).sort().join(", ")}`)
+            yield* transition(
+              entry,
+              "failed",
+              `dependency cycle among ${Array.from(cyclic).sort().join(", ")}`
+            )
             continue
           }
           if (entry.state !== "registered" && entry.state !== "stopped") continue

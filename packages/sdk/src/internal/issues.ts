@@ -21,6 +21,7 @@ export const fromParseError = (error: ParseResult.ParseError): Array<Issue> => {
   )
   // An optional field with a wrong value also fails its "or undefined" branch; that line is noise.
   const noise = (issue: Issue) =>
-    issue.message.startsWith("Expected undefined") && issues.some((other) => other !== issue && other.path === issue.path)
+    issue.message.startsWith("Expected undefined") &&
+    issues.some((other) => other !== issue && other.path === issue.path)
   return issues.filter((issue) => !noise(issue))
 }

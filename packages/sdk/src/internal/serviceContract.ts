@@ -6,9 +6,9 @@ import * as Effect from "effect/Effect"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { InvalidPayload, Issue, MethodNotFound, PluginFailure } from "../Errors.js"
-import { fromParseError } from "./issues.js"
 import type * as ServiceContract from "../ServiceContract.js"
 import { Access, MethodError } from "../ServiceContract.js"
+import { fromParseError } from "./issues.js"
 
 type AnyGroup = { readonly requests: ReadonlyMap<string, unknown> }
 
@@ -31,46 +31,63 @@ export const validateContract = (name: string, group: AnyGroup): void => {
       problems.push(`method "${tag}" streams: mesh methods return one value (use events for streams)`)
     }
   }
-  if (problems.length > 0) throw new Error(`invalid service contract "${name}":\n  - ${problems.join("\n  - ")}`)
+  if (problems.length > 0)
+    throw new Error(`invalid service contract "${name}":\n  - ${problems.join("\n  - ")}`)
 }
 
-export const accessOf = (contract: ServiceContract.Any, method: string): ServiceContract.AccessClass | undefined => {
+export const accessOf = (
+  contract: ServiceContract.Any,
+  method: string
+): ServiceContract.AccessClass | undefined => {
   const rpc = rpcsOf(contract.group).get(method)
   return rpc === undefined ? undefined : Context.getOrElse(rpc.annotations, Access, () => undefined)
 }
 
 const issuesOf = fromParseError
 
-export const toDispatch = (implementation: ServiceContract.Implementation, principal: string): ServiceContract.Dispatch => {
+export const toDispatch = (
+  implementation: ServiceContract.Implementation,
+  serverId: string
+): ServiceContract.Dispatch => {
   const service = implementation.contract.name
   const handlers = implementation.handlers as unknown as Record<
     string,
     (payload: unknown) => Effect.Effect<unknown, unknown>
   >
   // Compile each method's codecs once, not per call: this is the hot path.
-  const methods = new Map<string, (payload: unknown) => Effect.Effect<unknown, ServiceContract.MethodError | InvalidPayload | PluginFailure>>()
+  const methods = new Map<
+    string,
+    (payload: unknown) => Effect.Effect<unknown, ServiceContract.MethodError | InvalidPayload | PluginFailure>
+  >()
   for (const [tag, rpc] of rpcsOf(implementation.contract.group)) {
     const handler = handlers[tag]
     if (handler === undefined) continue
     const decodePayload = Schema.decodeUnknown(rpc.payloadSchema as Schema.Schema<unknown, unknown>)
     const encodeSuccess = Schema.encode(rpc.successSchema as Schema.Schema<unknown, unknown>)
     const encodeError = Schema.encode(rpc.errorSchema as Schema.Schema<unknown, unknown>)
-    const defect = (reason: string) => new PluginFailure({ pluginId: principal, reason: `${service}.${tag}: ${reason}` })
+    const defect = (reason: string) =>
+      new PluginFailure({ pluginId: serverId, reason: `${service}.${tag}: ${reason}` })
     methods.set(tag, (payload) =>
       decodePayload(payload).pipe(
         Effect.mapError((error) => new InvalidPayload({ service, method: tag, issues: issuesOf(error) })),
         Effect.flatMap((decoded) => handler(decoded)),
         Effect.matchCauseEffect({
           onSuccess: (value) =>
-            Effect.mapError(encodeSuccess(value), (error) => defect(`result does not match its schema: ${error.message}`)),
-          onFailure: (cause): Effect.Effect<never, ServiceContract.MethodError | InvalidPayload | PluginFailure> => {
+            Effect.mapError(encodeSuccess(value), (error) =>
+              defect(`result does not match its schema: ${error.message}`)
+            ),
+          onFailure: (
+            cause
+          ): Effect.Effect<never, ServiceContract.MethodError | InvalidPayload | PluginFailure> => {
             const failure = Cause.failureOption(cause)
             if (failure._tag === "Some") {
               const error = failure.value
               if (error instanceof InvalidPayload) return Effect.fail(error)
               return encodeError(error).pipe(
                 Effect.mapError((e) => defect(`error does not match its schema: ${e.message}`)),
-                Effect.flatMap((encoded) => Effect.fail(new MethodError({ service, method: tag, error: encoded })))
+                Effect.flatMap((encoded) =>
+                  Effect.fail(new MethodError({ service, method: tag, error: encoded }))
+                )
               )
             }
             if (Cause.isInterruptedOnly(cause)) return Effect.interrupt
@@ -108,20 +125,31 @@ export const makeClient = <C extends ServiceContract.Any>(
         Effect.mapError((error) =>
           ParseResult.isParseError(error)
             ? new InvalidPayload({ service, method: tag, issues: issuesOf(error) })
-            : new InvalidPayload({ service, method: tag, issues: [new Issue({ path: "", message: String(error) })] })
+            : new InvalidPayload({
+                service,
+                method: tag,
+                issues: [new Issue({ path: "", message: String(error) })]
+              })
         ),
         Effect.flatMap((encoded) => dispatch(tag, encoded)),
         Effect.flatMap((encoded) =>
           Effect.mapError(
             decodeSuccess(encoded),
             (error) =>
-              new PluginFailure({ pluginId: service, reason: `${tag} returned an invalid result: ${error.message}` })
+              new PluginFailure({
+                pluginId: service,
+                reason: `${tag} returned an invalid result: ${error.message}`
+              })
           )
         ),
         Effect.catchTag("MethodError", (error) =>
           decodeError(error.error).pipe(
             Effect.mapError(
-              (e) => new PluginFailure({ pluginId: service, reason: `${tag} failed with an undecodable error: ${e.message}` })
+              (e) =>
+                new PluginFailure({
+                  pluginId: service,
+                  reason: `${tag} failed with an undecodable error: ${e.message}`
+                })
             ),
             Effect.flatMap(Effect.fail)
           )

@@ -7,15 +7,13 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type { MeshError } from "../Errors.js"
+import type { InvalidConfig, MeshError } from "../Errors.js"
 import {
-  InvalidConfig,
-  Issue,
+  MethodNotFound,
   PermissionDenied,
   PluginFailure,
   ServiceNameTaken,
@@ -28,7 +26,7 @@ import * as Hooks from "../Hooks.js"
 import { NodeInfo } from "../NodeInfo.js"
 import * as Permission from "../Permission.js"
 import type * as Plugin from "../Plugin.js"
-import { PluginConfig } from "../PluginConfig.js"
+import * as PluginConfig from "../PluginConfig.js"
 import { PluginLogger } from "../PluginLogger.js"
 import { PluginStorage } from "../PluginStorage.js"
 import * as ServiceContract from "../ServiceContract.js"
@@ -48,18 +46,8 @@ const everything: ReadonlyArray<string> = ["*:*"]
 /** The node config's default hook budget (see `Hooks.HookOptions.timeoutMillis`). */
 const defaultHookTimeoutMillis = 1000
 
-// One issue per path: a union (an optional field is `T | undefined`) reports one issue per member,
-// which reads as two faults at the same place.
-const issuesOf = (error: ParseResult.ParseError): ReadonlyArray<Issue> => {
-  const byPath = new Map<string, Array<string>>()
-  for (const issue of ParseResult.ArrayFormatter.formatErrorSync(error)) {
-    const path = issue.path.map(String).join(".")
-    const messages = byPath.get(path)
-    if (messages === undefined) byPath.set(path, [issue.message])
-    else messages.push(issue.message)
-  }
-  return [...byPath].map(([path, messages]) => new Issue({ path, message: messages.join("; or ") }))
-}
+/** Hook names the host's registry accepts. */
+const hookName = /^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+$/
 
 // Copies, so neither the plugin nor the test can change stored bytes through a shared buffer
 // (the real storage never aliases its caller's memory); `new Uint8Array` also unwraps Buffers.
@@ -110,16 +98,14 @@ const grantsOf = (options: PluginTest.Options): Effect.Effect<ReadonlyArray<stri
     : Effect.dieMessage(`PluginTest: ${invalid.join("; ")} (grant everything with "*:*")`)
 }
 
+// The host's own decoder, so a config the node would refuse (bad type, unknown key) fails here too.
 const decodeConfig = (
   options: PluginTest.Options,
   pluginId: string
-): Effect.Effect<unknown, InvalidConfig> => {
-  const raw = options.config ?? {}
-  if (options.definition === undefined) return Effect.succeed(raw)
-  return Schema.decodeUnknown(options.definition.config.schema, { errors: "all" })(raw).pipe(
-    Effect.mapError((error) => new InvalidConfig({ pluginId, issues: issuesOf(error) }))
-  )
-}
+): Effect.Effect<unknown, InvalidConfig> =>
+  options.definition === undefined
+    ? Effect.succeed(options.config ?? {})
+    : PluginConfig.decode(options.definition.config, options.config, pluginId)
 
 // The payload a subprocess would receive: encoded with the hook's schema on one side, decoded on the other.
 const builtinPayloads: Readonly<Record<string, Schema.Schema.AnyNoContext>> = Hooks.payloads
@@ -135,11 +121,14 @@ const asSent = (name: string, payload: unknown): Effect.Effect<unknown> => {
   )
 }
 
+// Hooks fail closed: a handler that dies or is interrupted refuses, like one that vetoes.
 const toVeto = (cause: Cause.Cause<Hooks.Veto>): Hooks.Veto =>
-  Option.getOrElse(
-    Cause.failureOption(cause),
-    // Hooks fail closed: a handler that dies or is interrupted refuses, like one that vetoes.
-    () => new Hooks.Veto({ reason: `hook failed: ${Cause.pretty(cause)}` })
+  Option.getOrElse(Cause.failureOption(cause), () =>
+    Option.match(Cause.dieOption(cause), {
+      onSome: (defect) =>
+        new Hooks.Veto({ reason: `hook died: ${defect instanceof Error ? defect.message : String(defect)}` }),
+      onNone: () => new Hooks.Veto({ reason: "hook was interrupted" })
+    })
   )
 
 const make = (options: PluginTest.Options): Effect.Effect<Harness, InvalidConfig> =>
@@ -268,10 +257,25 @@ const make = (options: PluginTest.Options): Effect.Effect<Harness, InvalidConfig
       register: (name, handler, hookOptions) =>
         Effect.gen(function* () {
           yield* require(`hooks:register:${name}`)
+          const priority = hookOptions?.priority ?? 0
+          const timeoutMillis = hookOptions?.timeoutMillis ?? defaultHookTimeoutMillis
+          // The host's registry refuses these as defects; a test should not pass with them.
+          if (!hookName.test(name)) {
+            return yield* Effect.dieMessage(
+              `invalid hook name ${JSON.stringify(name)}: use dotted segments of [a-z][a-z0-9-]*, at least two`
+            )
+          }
+          if (!Number.isFinite(priority))
+            return yield* Effect.dieMessage(`hook ${name}: priority must be finite`)
+          if (!(timeoutMillis > 0 && timeoutMillis <= Number.MAX_SAFE_INTEGER)) {
+            return yield* Effect.dieMessage(
+              `hook ${name}: timeoutMillis must be positive, got ${timeoutMillis}`
+            )
+          }
           const entry: HookEntry = {
             name,
-            priority: hookOptions?.priority ?? 0,
-            timeoutMillis: hookOptions?.timeoutMillis ?? defaultHookTimeoutMillis,
+            priority,
+            timeoutMillis,
             order: ++hookCount,
             // The handler is only ever called with this hook's payload, so widening its parameter is safe.
             handler: handler as unknown as HookEntry["handler"]
@@ -289,17 +293,18 @@ const make = (options: PluginTest.Options): Effect.Effect<Harness, InvalidConfig
       payload: unknown
     ): Effect.Effect<unknown, MeshError | ServiceContract.MethodError> =>
       Effect.suspend(() => {
+        // Same order and rule as the host's registry: the service, its method, then a grant on the
+        // method itself or on its access class.
         const entry = mesh.get(service)
-        const access = entry === undefined ? undefined : ServiceContract.accessOf(entry.contract, method)
-        const byMethod = `service:${service}:${method}`
-        // Same rule as the host: a grant on the method itself or on its access class.
-        if (!allowed(byMethod) && !(access !== undefined && allowed(`service:${service}:${access}`))) {
-          return Effect.fail(new PermissionDenied({ permission: byMethod, principal: pluginId }))
+        if (entry === undefined) return Effect.fail(new ServiceNotFound({ service }))
+        const access = ServiceContract.accessOf(entry.contract, method)
+        if (access === undefined) return Effect.fail(new MethodNotFound({ service, method }))
+        const exact = `service:${service}:${method}`
+        if (!allowed(exact) && !allowed(`service:${service}:${access}`)) {
+          return Effect.fail(new PermissionDenied({ permission: exact, principal: pluginId }))
         }
         calls.push({ service, method, payload })
-        return entry === undefined
-          ? Effect.fail(new ServiceNotFound({ service }))
-          : entry.dispatch(method, payload)
+        return entry.dispatch(method, payload)
       })
 
     const services: Context.Tag.Service<Services> = {
@@ -327,7 +332,8 @@ const make = (options: PluginTest.Options): Effect.Effect<Harness, InvalidConfig
         Effect.zipRight(concrete("TestRecorder.emit", type), deliver(type, data, source)),
       runHook: (name, payload) =>
         Effect.gen(function* () {
-          const after = name.split(".")[1] === "after"
+          // As in the host, only `before` hooks stop at a failure; the others all run.
+          const before = name.split(".")[1] === "before"
           let first: Hooks.Veto | undefined
           for (const entry of ordered().filter((hook) => hook.name === name)) {
             // Outside the timeout: a payload that does not fit the schema is the test's defect, not a veto.
@@ -341,8 +347,7 @@ const make = (options: PluginTest.Options): Effect.Effect<Harness, InvalidConfig
             )
             if (Exit.isSuccess(exit)) continue
             const veto = toVeto(exit.cause)
-            // A `before` hook's refusal stops the operation; `after` hooks all run (the host logs failures).
-            if (!after) return yield* Effect.fail(veto)
+            if (before) return yield* Effect.fail(veto)
             first ??= veto
           }
           if (first !== undefined) return yield* Effect.fail(first)
@@ -350,7 +355,7 @@ const make = (options: PluginTest.Options): Effect.Effect<Harness, InvalidConfig
     }
 
     const context = Context.make(PluginLogger, logger).pipe(
-      Context.add(PluginConfig, config),
+      Context.add(PluginConfig.PluginConfig, config),
       Context.add(Events, events),
       Context.add(PluginStorage, pluginStorage),
       Context.add(Services, services),
@@ -364,19 +369,21 @@ const make = (options: PluginTest.Options): Effect.Effect<Harness, InvalidConfig
         implementations,
         (implementation): Effect.Effect<void, ServiceNameTaken | PluginFailure, Scope.Scope> => {
           const name = implementation.contract.name
+          // The host's checks, in its order: the manifest, then the registry.
           if (!declared.includes(name)) {
             return Effect.fail(
               new PluginFailure({
                 pluginId,
-                reason: `it returned service "${name}", which its manifest does not list under "services"`
+                reason: `serves "${name}", which its manifest does not declare under "services"`
               })
             )
           }
-          if (Permission.isCoreService(name))
-            return Effect.fail(new ServiceNameTaken({ service: name, owner: "core" }))
           const taken = mesh.get(name)
           if (taken !== undefined)
             return Effect.fail(new ServiceNameTaken({ service: name, owner: taken.owner }))
+          if (Permission.isCoreService(name)) {
+            return Effect.fail(new ServiceNameTaken({ service: name, owner: "core (reserved name)" }))
+          }
           const entry: MeshEntry = {
             contract: implementation.contract,
             dispatch: ServiceContract.toDispatch(implementation, pluginId),
