@@ -139,17 +139,28 @@ const formatTarget = (target) =>
 
 const formatMet = (met) => (met === null ? "–" : met ? "met" : "not met")
 
-/** The Markdown table printed to stdout (and pasted into bench/README.md). */
+/**
+ * The Markdown table printed to stdout (and pasted into bench/README.md), padded so columns line
+ * up (the way Biome formats Markdown tables).
+ */
 export const markdownTable = (results) => {
-  const header = [
-    "| scenario | metric | value | baseline | baseline name | ratio | better | target | met |",
-    "|---|---|---:|---:|---|---:|---|---|---|"
+  const columns = [
+    { title: "scenario", right: false, cell: (r) => r.scenario },
+    { title: "metric", right: false, cell: (r) => r.metric },
+    { title: "value", right: true, cell: (r) => `${formatNumber(r.value)} ${r.unit}` },
+    { title: "baseline", right: true, cell: (r) => `${formatNumber(r.baseline)} ${r.unit}` },
+    { title: "baseline name", right: false, cell: (r) => r.baselineName },
+    { title: "ratio", right: true, cell: (r) => (r.ratio === null ? "–" : r.ratio.toFixed(2)) },
+    { title: "better", right: false, cell: (r) => r.better },
+    { title: "target", right: false, cell: (r) => formatTarget(r.target) },
+    { title: "met", right: false, cell: (r) => formatMet(r.met) }
   ]
-  const rows = results.map(
-    (r) =>
-      `| ${r.scenario} | ${r.metric} | ${formatNumber(r.value)} ${r.unit} | ${formatNumber(r.baseline)} ${r.unit} | ` +
-      `${r.baselineName} | ${r.ratio === null ? "–" : r.ratio.toFixed(2)} | ${r.better} | ${formatTarget(r.target)} | ` +
-      `${formatMet(r.met)} |`
+  const cells = results.map((r) => columns.map((column) => column.cell(r)))
+  const widths = columns.map((column, i) =>
+    Math.max(3, column.title.length, ...cells.map((row) => row[i].length))
   )
-  return [...header, ...rows].join("\n")
+  const line = (row) =>
+    `| ${row.map((cell, i) => (columns[i].right ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join(" | ")} |`
+  const rule = `| ${columns.map((column, i) => (column.right ? `${"-".repeat(widths[i] - 1)}:` : "-".repeat(widths[i]))).join(" | ")} |`
+  return [line(columns.map((column) => column.title)), rule, ...cells.map(line)].join("\n")
 }

@@ -27,6 +27,7 @@ export interface SubscribeOptions {
    * Memory accounting for buffered payloads (size: `JSON.stringify(data).length`): `reserve` is
    * called synchronously on publish and returning false drops the event (counted as "quota");
    * `release` is called when the event leaves the buffer (delivered, evicted or unsubscribed).
+   * A payload that cannot be serialised (a cycle, a BigInt) cannot be accounted: it is dropped.
    */
   readonly quota?: {
     readonly reserve: (bytes: number) => boolean

@@ -8,6 +8,7 @@ import { type InvalidConfig, PluginFailure } from "@blackhole/sdk/Errors"
 import type * as Plugin from "@blackhole/sdk/Plugin"
 import type { ContextServices, HealthStatus } from "@blackhole/sdk/Plugin"
 import type { PluginManifest } from "@blackhole/sdk/PluginManifest"
+import type { LastExit } from "./PluginManager.js"
 import * as ServiceContract from "@blackhole/sdk/ServiceContract"
 import * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
@@ -31,6 +32,10 @@ export interface LoadedPlugin {
   readonly handlers: Plugin.CommonHandlers | undefined
   /** The OS process id, for subprocess plugins. */
   readonly pid: number | null
+  /** Completes when the plugin's process ends by itself or is killed (never for in-process plugins). */
+  readonly exit: Effect.Effect<LastExit> | undefined
+  /** The process's resident memory, sampled (null in process). */
+  readonly memoryBytes: () => number | null
 }
 
 /** What a loader is given to start a plugin. */
@@ -44,7 +49,7 @@ export interface PluginLoader {
   readonly kind: LoaderKind
   /** Decodes the operator's raw config for this plugin (defaults applied) before any plugin code runs. */
   readonly decodeConfig: (raw: unknown) => Effect.Effect<unknown, InvalidConfig>
-  readonly load: (context: LoadContext) => Effect.Effect<LoadedPlugin, PluginFailure, Scope.Scope>
+  readonly load: (context: LoadContext) => Effect.Effect<LoadedPlugin, PluginFailure | InvalidConfig, Scope.Scope>
 }
 
 const healthy: Effect.Effect<HealthStatus> = Effect.succeed({ status: "healthy" })
@@ -73,7 +78,9 @@ export const compiledIn = (
         })),
         health: handlers.health ?? healthy,
         handlers,
-        pid: null
+        pid: null,
+        exit: undefined,
+        memoryBytes: () => null
       }
     })
 })

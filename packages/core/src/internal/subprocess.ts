@@ -1,0 +1,463 @@
+import * as Rpc from "@effect/rpc/Rpc"
+import * as RpcClient from "@effect/rpc/RpcClient"
+import type * as RpcClientError from "@effect/rpc/RpcClientError"
+import * as RpcClientErrorModule from "@effect/rpc/RpcClientError"
+import type * as RpcGroup from "@effect/rpc/RpcGroup"
+import * as RpcGroupModule from "@effect/rpc/RpcGroup"
+import * as RpcServer from "@effect/rpc/RpcServer"
+import { Event } from "@blackhole/sdk/Event"
+import { InvalidConfig, PluginFailure, PluginUnavailable } from "@blackhole/sdk/Errors"
+import { Events } from "@blackhole/sdk/Events"
+import * as Framing from "@blackhole/sdk/Framing"
+import * as Hooks from "@blackhole/sdk/Hooks"
+import { NodeInfo } from "@blackhole/sdk/NodeInfo"
+import * as PluginChannel from "@blackhole/sdk/PluginChannel"
+import type { ContextServices } from "@blackhole/sdk/Plugin"
+import { PluginConfig } from "@blackhole/sdk/PluginConfig"
+import { PluginLogger } from "@blackhole/sdk/PluginLogger"
+import * as PluginManifest from "@blackhole/sdk/PluginManifest"
+import * as PluginProtocol from "@blackhole/sdk/PluginProtocol"
+import * as PluginRuntime from "@blackhole/sdk/PluginRuntime"
+import { PluginStorage } from "@blackhole/sdk/PluginStorage"
+import * as ServiceContract from "@blackhole/sdk/ServiceContract"
+import { Services } from "@blackhole/sdk/Services"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
+import * as Queue from "effect/Queue"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as childProcess from "node:child_process"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as readline from "node:readline"
+import type { Duplex } from "node:stream"
+import { fileURLToPath } from "node:url"
+import type { LoadContext, LoadedPlugin, PluginLoader } from "../PluginLoader.js"
+import type { LastExit } from "../PluginManager.js"
+import type { SubprocessOptions } from "../SubprocessLoader.js"
+
+type PluginClient = RpcClient.RpcClient<RpcGroup.Rpcs<typeof PluginProtocol.HostToPlugin>, RpcClientError.RpcClientError>
+
+const runtimeEntry = fileURLToPath(import.meta.resolve("@blackhole/sdk/runtime"))
+
+/** `setpriv --pdeathsig KILL` makes the kernel kill the child when the host dies, even mid busy-loop. */
+const setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].find((candidate) => fs.existsSync(candidate))
+
+/** Only what a plugin needs from the host's environment: no secrets, no NODE_OPTIONS. */
+const scrubbedEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = {}
+  for (const name of ["PATH", "LANG", "TZ", "NODE_ENV", "TMPDIR"]) {
+    const value = process.env[name]
+    if (value !== undefined) env[name] = value
+  }
+  return { ...env, ...extra }
+}
+
+/** Memory from `/proc/<pid>/status` (VmRSS), in bytes; null once the process is gone. */
+const readRss = (pid: number): number | null => {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, "utf8")
+    const match = /VmRSS:\s+(\d+)\s+kB/.exec(status)
+    return match === null ? null : Number(match[1]) * 1024
+  } catch {
+    return null
+  }
+}
+
+/** Open socket descriptors beyond the stdio pipes (which Node makes from socket pairs). */
+const countSockets = (pid: number): number | null => {
+  try {
+    let sockets = 0
+    for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+      if (Number(fd) <= PluginRuntime.channelFd) continue
+      try {
+        if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith("socket:")) sockets++
+      } catch {
+        // The descriptor closed while we looked.
+      }
+    }
+    return sockets
+  } catch {
+    return null
+  }
+}
+
+/** A contract with the shape the plugin reported: the host checks access classes, the plugin checks payloads. */
+const shapeContract = (service: typeof PluginProtocol.ServedService.Type): ServiceContract.Any => {
+  const rpcs = service.methods.map((method) => {
+    const rpc = Rpc.make(method.tag, { payload: Schema.Unknown, success: Schema.Unknown })
+    return method.access === "read"
+      ? ServiceContract.read(rpc)
+      : method.access === "write"
+        ? ServiceContract.write(rpc)
+        : ServiceContract.admin(rpc)
+  })
+  return ServiceContract.make(service.name, RpcGroupModule.make(...rpcs))
+}
+
+const hookEncoders = new Map<string, (payload: unknown) => unknown>(
+  Object.entries(Hooks.payloads).map(([name, schema]) => [
+    name,
+    Schema.encodeSync(schema as unknown as Schema.Schema<unknown, unknown>)
+  ])
+)
+
+/** Serves the plugin's calls to its context services from its sandbox. */
+const hostHandlers = (context: Context.Context<ContextServices>, plugin: () => PluginClient, hookScopes: Map<number, Scope.CloseableScope>) => {
+  const logger = Context.get(context, PluginLogger)
+  const events = Context.get(context, Events)
+  const storage = Context.get(context, PluginStorage)
+  const services = Context.get(context, Services)
+  const hooks = Context.get(context, Hooks.Hooks)
+  const marker = new Event({
+    id: "subscribed",
+    type: PluginRuntime.subscribedMarker,
+    source: "core",
+    timestamp: 0,
+    data: null
+  })
+  return PluginProtocol.PluginToHost.of({
+    Log: ({ level, message, annotations }) => logger.log(level, message, annotations),
+    Publish: ({ type, data }) => events.publish(type, data),
+    Subscribe: ({ pattern }) =>
+      Stream.unwrapScoped(Effect.map(events.subscribe(pattern), (stream) => Stream.concat(Stream.succeed(marker), stream))),
+    StorageStore: ({ key, value }) => storage.store(key, value),
+    StorageRetrieve: ({ key }) => Effect.map(storage.retrieve(key), Option.getOrNull),
+    StorageDelete: ({ key }) => storage.delete(key),
+    StorageList: ({ prefix }) => storage.list(prefix),
+    Call: ({ service, method, payload }) => services.call(service, method, payload),
+    RegisterHook: ({ id, name, priority, timeoutMillis }) =>
+      Effect.gen(function* () {
+        const scope = yield* Scope.make()
+        const encode = hookEncoders.get(name) ?? ((payload: unknown) => payload)
+        const handler = (payload: unknown) =>
+          plugin()
+            .RunHook({ id, payload: encode(payload) })
+            .pipe(Effect.catchTag("RpcClientError", (error) => Effect.die(error)))
+        yield* hooks
+          .register(name, handler, {
+            ...(priority === undefined ? {} : { priority }),
+            ...(timeoutMillis === undefined ? {} : { timeoutMillis })
+          })
+          .pipe(
+            Scope.extend(scope),
+            Effect.onError(() => Scope.close(scope, Exit.void))
+          )
+        hookScopes.set(id, scope)
+      }),
+    UnregisterHook: ({ id }) =>
+      Effect.suspend(() => {
+        const scope = hookScopes.get(id)
+        hookScopes.delete(id)
+        return scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
+      })
+  })
+}
+
+/** Lines of output per second passed on; the rest are counted so a plugin cannot flood the host log. */
+const forwardOutput = (
+  stream: NodeJS.ReadableStream,
+  pluginId: string,
+  channel: "stdout" | "stderr",
+  linesPerSecond: number,
+  log: (line: string) => void
+) => {
+  let windowStart = Date.now()
+  let count = 0
+  let dropped = 0
+  const lines = readline.createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY })
+  lines.on("line", (line) => {
+    const now = Date.now()
+    if (now - windowStart >= 1000) {
+      if (dropped > 0) log(`[${channel}] ${dropped} lines from ${pluginId} dropped (over ${linesPerSecond}/s)`)
+      windowStart = now
+      count = 0
+      dropped = 0
+    }
+    if (++count > linesPerSecond) dropped++
+    else log(`[${channel}] ${line}`)
+  })
+  return lines
+}
+
+export const make = (options: SubprocessOptions): PluginLoader => {
+  const manifest = options.manifest
+  const pluginId = manifest.id
+  const heartbeatInterval = options.heartbeatIntervalMillis ?? 1000
+  const heartbeatDeadline = options.heartbeatDeadlineMillis ?? 3000
+  const startTimeout = options.startTimeoutMillis ?? 15_000
+  const stopGrace = options.stopGraceMillis ?? 5000
+  const sampleInterval = options.sampleIntervalMillis ?? 500
+  const maxFrameBytes = options.maxFrameBytes ?? Framing.defaultMaxFrameBytes
+  const { maxMemoryBytes, maxSockets } = PluginManifest.resourceLimits(manifest)
+
+  const load = ({ context }: LoadContext) =>
+    Effect.gen(function* () {
+      const secret = crypto.randomBytes(32).toString("hex")
+      const main = path.resolve(options.directory, manifest.main)
+      if (options.dataDirectory !== undefined) fs.mkdirSync(options.dataDirectory, { recursive: true, mode: 0o700 })
+
+      // Heap cap a little under the RSS limit, so V8 fails with OOM before the sampler has to kill.
+      const heapFlags =
+        maxMemoryBytes === undefined ? [] : [`--max-old-space-size=${Math.max(16, Math.floor((maxMemoryBytes * 0.75) / 1048576))}`]
+      const nodeArgs = [...heapFlags, ...(options.execArgv ?? []), runtimeEntry]
+      const [command, args] =
+        setpriv === undefined
+          ? [process.execPath, nodeArgs]
+          : [setpriv, ["--pdeathsig", "KILL", "--", process.execPath, ...nodeArgs]]
+
+      const exited = yield* Deferred.make<LastExit>()
+      let killReason: LastExit["reason"] | undefined
+      const child = yield* Effect.try({
+        try: () =>
+          childProcess.spawn(command, args, {
+            cwd: options.directory,
+            env: scrubbedEnv({
+              [PluginRuntime.env.pluginId]: pluginId,
+              [PluginRuntime.env.main]: main,
+              [PluginRuntime.env.secret]: secret,
+              [PluginRuntime.env.maxFrameBytes]: String(maxFrameBytes),
+              ...(options.dataDirectory === undefined ? {} : { BLACKHOLE_PLUGIN_DATA: options.dataDirectory })
+            }),
+            // stdin closed; stdout/stderr captured; fd 3 is the channel. Never "ipc".
+            stdio: ["ignore", "pipe", "pipe", "pipe"],
+            // Its own process group: a Ctrl-C at the terminal reaches the host, which stops plugins in order.
+            detached: true
+          }),
+        catch: (error) => new PluginFailure({ pluginId, reason: `cannot start process: ${String(error)}` })
+      })
+      const pid = child.pid
+      if (pid === undefined) {
+        return yield* new PluginFailure({ pluginId, reason: "the plugin process did not start" })
+      }
+      child.on("error", () => {})
+      child.once("exit", (code, signal) => {
+        const reason: LastExit["reason"] =
+          killReason ??
+          (code === 0 && signal === null
+            ? "clean"
+            : signal === "SIGABRT" || code === 134
+              ? "oom"
+              : signal === "SIGKILL"
+                ? "killed"
+                : "crash")
+        Deferred.unsafeDone(exited, Exit.succeed({ reason, code, signal, at: new Date().toISOString() }))
+      })
+      const kill = (reason: LastExit["reason"], signal: NodeJS.Signals = "SIGKILL") => {
+        killReason ??= reason
+        try {
+          // The whole process group: a plugin's own children go with it.
+          process.kill(-pid, signal)
+        } catch {
+          try {
+            child.kill(signal)
+          } catch {
+            // Already gone.
+          }
+        }
+      }
+      // The process is ours until the plugin Scope closes: make sure it is gone then, whatever happened.
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function* () {
+          const done = yield* Deferred.isDone(exited)
+          if (done) return
+          kill("killed", "SIGTERM")
+          const graceful = yield* Deferred.await(exited).pipe(Effect.timeoutOption(Duration.millis(stopGrace)))
+          if (Option.isNone(graceful)) {
+            kill("killed", "SIGKILL")
+            yield* Deferred.await(exited)
+          }
+        })
+      )
+
+      yield* Effect.annotateLogs(Effect.logDebug(`spawned pid ${pid}`), { plugin: pluginId })
+      const log = (line: string) => Effect.runFork(Effect.logInfo(line).pipe(Effect.annotateLogs({ plugin: pluginId })))
+      const linesPerSecond = options.logLinesPerSecond ?? 200
+      forwardOutput(child.stdout!, pluginId, "stdout", linesPerSecond, log)
+      forwardOutput(child.stderr!, pluginId, "stderr", linesPerSecond, log)
+
+      const channel = yield* PluginChannel.make(child.stdio[3] as Duplex, { maxFrameBytes })
+      // A channel that breaks (garbage, oversize, closed) ends the process: it cannot be trusted any more.
+      yield* Deferred.await(channel.closed).pipe(
+        Effect.flatMap((reason) =>
+          Effect.gen(function* () {
+            if (reason._tag === "Invalid") {
+              yield* Effect.logWarning(`plugin ${pluginId} sent an invalid frame: ${reason.error.message}`)
+              kill("crash")
+            } else if (!(yield* Deferred.isDone(exited))) {
+              // The child closed its end but lives on: give it the grace period, then kill.
+              yield* Deferred.await(exited).pipe(
+                Effect.timeoutOption(Duration.millis(stopGrace)),
+                Effect.tap((done) => Effect.sync(() => Option.isNone(done) && kill("killed")))
+              )
+            }
+          })
+        ),
+        Effect.forkScoped
+      )
+
+      // Handshake: the child proves it is the process we spawned.
+      const hello = yield* Queue.take(channel.control).pipe(
+        Effect.raceFirst(Deferred.await(exited).pipe(Effect.map(() => undefined))),
+        Effect.timeoutOption(Duration.millis(startTimeout))
+      )
+      const helloBody = Option.isSome(hello) && hello.value !== undefined ? hello.value : undefined
+      if (
+        helloBody === undefined ||
+        helloBody.kind !== Framing.Kind.Handshake ||
+        !Schema.is(PluginProtocol.Hello)(helloBody.body) ||
+        helloBody.body.version !== PluginProtocol.version ||
+        helloBody.body.pluginId !== pluginId ||
+        !sameSecret(helloBody.body.secret, secret)
+      ) {
+        kill("crash")
+        const exit = yield* Deferred.await(exited).pipe(Effect.timeoutOption(Duration.millis(stopGrace)))
+        return yield* new PluginFailure({
+          pluginId,
+          reason:
+            helloBody === undefined
+              ? Option.isSome(exit)
+                ? `the plugin process exited before its handshake (${exit.value.code ?? exit.value.signal})`
+                : `no handshake within ${startTimeout} ms`
+              : "the plugin process sent an invalid handshake"
+        })
+      }
+      channel.send(Framing.Kind.Handshake, { type: "welcome", version: PluginProtocol.version })
+
+      let client: PluginClient | undefined
+      const hookScopes = new Map<number, Scope.CloseableScope>()
+      yield* Effect.addFinalizer(() => Effect.forEach(hookScopes.values(), (scope) => Scope.close(scope, Exit.void)))
+      yield* RpcServer.make(PluginProtocol.PluginToHost, { disableTracing: true, concurrency: "unbounded" }).pipe(
+        Effect.provide(PluginProtocol.PluginToHost.toLayer(hostHandlers(context, () => client!, hookScopes))),
+        Effect.provideServiceEffect(RpcServer.Protocol, PluginChannel.serverProtocol(channel)),
+        Effect.forkScoped
+      )
+      client = yield* RpcClient.make(PluginProtocol.HostToPlugin, { disableTracing: true }).pipe(
+        Effect.provideServiceEffect(RpcClient.Protocol, PluginChannel.clientProtocol(channel))
+      )
+      const pluginClient = client
+
+      // In-flight calls end promptly with a typed error when the process goes away.
+      const unavailable = Deferred.await(exited).pipe(
+        Effect.flatMap((exit) =>
+          Effect.fail(
+            new PluginUnavailable({ pluginId, state: "stopped", reason: `the plugin process ended (${exit.reason})` })
+          )
+        )
+      )
+      const guarded = <A, E>(
+        call: Effect.Effect<A, E | RpcClientError.RpcClientError>
+      ): Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError> | PluginUnavailable> =>
+        Effect.raceFirst(
+          Effect.catchIf(
+            call,
+            (error): error is RpcClientError.RpcClientError => Predicate.hasProperty(error, RpcClientErrorModule.TypeId),
+            (error) => Effect.fail(new PluginUnavailable({ pluginId, state: "running", reason: error.message }))
+          ) as Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError> | PluginUnavailable>,
+          unavailable
+        )
+
+      const nodeInfo = Context.get(context, NodeInfo)
+      const started = yield* guarded(pluginClient.Start({ config: rawConfigOf(context), nodeInfo })).pipe(
+        Effect.timeoutFail({
+          duration: Duration.millis(startTimeout),
+          onTimeout: () => new PluginFailure({ pluginId, reason: `the program did not start within ${startTimeout} ms` })
+        }),
+        Effect.mapError((error) =>
+          error._tag === "InvalidConfig" || error._tag === "PluginFailure"
+            ? error
+            : new PluginFailure({ pluginId, reason: error.message })
+        )
+      )
+
+      // Heartbeat: Blackhole's own (the rpc ping is fixed at 10 s). A plugin that misses the deadline is hung.
+      let lastAnswer = Date.now()
+      let beat = 0
+      yield* Queue.take(channel.control).pipe(
+        Effect.tap((frame) =>
+          Effect.sync(() => {
+            if (frame.kind === Framing.Kind.Heartbeat) lastAnswer = Date.now()
+          })
+        ),
+        Effect.forever,
+        Effect.forkScoped
+      )
+      let memoryBytes: number | null = readRss(pid)
+      yield* Effect.sync(() => {
+        const now = Date.now()
+        if (now - lastAnswer > heartbeatDeadline) {
+          kill("hang")
+          return
+        }
+        channel.send(Framing.Kind.Heartbeat, ++beat)
+      }).pipe(
+        Effect.zipRight(Effect.sleep(Duration.millis(heartbeatInterval))),
+        Effect.forever,
+        Effect.forkScoped
+      )
+      yield* Effect.sync(() => {
+        memoryBytes = readRss(pid)
+        if (maxMemoryBytes !== undefined && memoryBytes !== null && memoryBytes > maxMemoryBytes) kill("limit-memory")
+        const sockets = maxSockets === undefined ? null : countSockets(pid)
+        if (sockets !== null && maxSockets !== undefined && sockets > maxSockets) kill("limit-sockets")
+      }).pipe(
+        Effect.zipRight(Effect.sleep(Duration.millis(sampleInterval))),
+        Effect.forever,
+        Effect.forkScoped
+      )
+
+      // Stop first asks the program to run its finalizers; the process finalizer above then ends it.
+      yield* Effect.addFinalizer(() =>
+        pluginClient.Stop().pipe(
+          Effect.timeoutOption(Duration.millis(stopGrace)),
+          Effect.raceFirst(Deferred.await(exited)),
+          Effect.ignore
+        )
+      )
+
+      const services = started.services.map((service) => {
+        const contract = shapeContract(service)
+        const dispatch: ServiceContract.Dispatch = (method, payload) =>
+          guarded(pluginClient.Invoke({ service: service.name, method, payload }))
+        return { contract, dispatch }
+      })
+
+      const loaded: LoadedPlugin = {
+        services,
+        health: guarded(pluginClient.Health()).pipe(
+          Effect.catchAll((error) => Effect.succeed({ status: "unhealthy" as const, details: error.message }))
+        ),
+        handlers: undefined,
+        pid,
+        exit: Deferred.await(exited),
+        memoryBytes: () => memoryBytes
+      }
+      return loaded
+    }).pipe(
+      Effect.catchAllDefect((defect) => Effect.fail(new PluginFailure({ pluginId, reason: String(defect) })))
+    )
+
+  return {
+    kind: "subprocess",
+    // The plugin decodes its own config with its Schema (defaults applied); the host passes it through.
+    decodeConfig: (raw) => Effect.succeed(raw) as Effect.Effect<unknown, InvalidConfig>,
+    load
+  }
+}
+
+/** The raw config the host hands the plugin (the sandbox holds it as PluginConfig). */
+const rawConfigOf = (context: Context.Context<ContextServices>): unknown => Context.get(context, PluginConfig)
+
+/** Constant-time comparison of the handshake secret. */
+const sameSecret = (given: string, expected: string): boolean => {
+  const a = Buffer.from(given)
+  const b = Buffer.from(expected)
+  return a.length === b.length && crypto.timingSafeEqual(a, b)
+}

@@ -1,0 +1,302 @@
+/**
+ * The plugin side of a subprocess plugin: the program the host starts in each
+ * child (`node <sdk>/dist/runtime.js`). It opens the channel on file
+ * descriptor 3, says hello with the per-spawn secret, loads the plugin
+ * module, and then serves `HostToPlugin` while the plugin's context services
+ * call the host over `PluginToHost`. The plugin's definition runs exactly as
+ * it does in process: only the context layer differs.
+ */
+import * as RpcClient from "@effect/rpc/RpcClient"
+import * as RpcClientError from "@effect/rpc/RpcClientError"
+import type * as RpcGroup from "@effect/rpc/RpcGroup"
+import * as RpcServer from "@effect/rpc/RpcServer"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Mailbox from "effect/Mailbox"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
+import * as Queue from "effect/Queue"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as net from "node:net"
+import { pathToFileURL } from "node:url"
+import { PluginFailure } from "./Errors.js"
+import { Events } from "./Events.js"
+import * as Framing from "./Framing.js"
+import * as Hooks from "./Hooks.js"
+import { NodeInfo } from "./NodeInfo.js"
+import * as Plugin from "./Plugin.js"
+import * as PluginChannel from "./PluginChannel.js"
+import * as PluginConfig from "./PluginConfig.js"
+import { PluginLogger } from "./PluginLogger.js"
+import * as PluginProtocol from "./PluginProtocol.js"
+import { PluginStorage } from "./PluginStorage.js"
+import * as ServiceContract from "./ServiceContract.js"
+import { Services } from "./Services.js"
+
+/** Environment variables the host sets for the runtime. */
+export const env = {
+  pluginId: "BLACKHOLE_PLUGIN_ID",
+  main: "BLACKHOLE_PLUGIN_MAIN",
+  secret: "BLACKHOLE_PLUGIN_SECRET",
+  maxFrameBytes: "BLACKHOLE_MAX_FRAME_BYTES"
+} as const
+
+/** The file descriptor of the channel in the child. */
+export const channelFd = 3
+
+/** The marker a host's Subscribe stream sends first, so a subscription is live when `subscribe` returns. */
+export const subscribedMarker = "blackhole.subscribed"
+
+type HostClient = RpcClient.RpcClient<RpcGroup.Rpcs<typeof PluginProtocol.PluginToHost>, RpcClientError.RpcClientError>
+
+/** A broken channel is the host's problem to report (the process is about to be replaced): a defect here. */
+const orDieOnChannel = <A, E, R>(effect: Effect.Effect<A, E | RpcClientError.RpcClientError, R>): Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError>, R> =>
+  Effect.catchIf(effect, (error): error is RpcClientError.RpcClientError => Predicate.hasProperty(error, RpcClientError.TypeId), Effect.die) as Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError>, R>
+
+const hookDecoders = new Map<string, (payload: unknown) => Effect.Effect<unknown, unknown>>(
+  Object.entries(Hooks.payloads).map(([name, schema]) => [
+    name,
+    Schema.decodeUnknown(schema as unknown as Schema.Schema<unknown, unknown>)
+  ])
+)
+
+/** Builds the context services of a plugin over the host client. */
+const makeContext = (
+  host: HostClient,
+  config: unknown,
+  nodeInfo: NodeInfo["Type"],
+  hookHandlers: Map<number, (payload: unknown) => Effect.Effect<void, Hooks.Veto>>
+): Context.Context<Plugin.ContextServices> => {
+  let nextHookId = 1
+  const logger = PluginLogger.of({
+    // Logs are not awaited: a plugin should not pay a round trip per line.
+    log: (level, message, annotations) =>
+      orDieOnChannel(host.Log({ level, message, ...(annotations === undefined ? {} : { annotations }) }, { discard: true }))
+  })
+  const events = Events.of({
+    publish: (type, data) => orDieOnChannel(host.Publish({ type, data })),
+    subscribe: (pattern) =>
+      Effect.gen(function* () {
+        const mailbox = yield* host.Subscribe({ pattern }, { asMailbox: true })
+        // The host sends a marker first: once it arrives the subscription is live (or it was refused).
+        const first = yield* mailbox.take.pipe(
+          Effect.catchAll((error) =>
+            error._tag === "PermissionDenied" ? Effect.fail(error) : Effect.die(error)
+          )
+        )
+        if (first.type !== subscribedMarker) return yield* Effect.dieMessage("subscription did not start with its marker")
+        return Mailbox.toStream(mailbox).pipe(Stream.catchAll((error) => Stream.die(error)))
+      })
+  })
+  const storage = PluginStorage.of({
+    store: (key, value) => orDieOnChannel(host.StorageStore({ key, value })),
+    retrieve: (key) => orDieOnChannel(host.StorageRetrieve({ key })).pipe(Effect.map(Option.fromNullable)),
+    delete: (key) => orDieOnChannel(host.StorageDelete({ key })),
+    list: (prefix) => orDieOnChannel(host.StorageList({ prefix: prefix ?? "" }))
+  })
+  const call = (service: string, method: string, payload: unknown) => orDieOnChannel(host.Call({ service, method, payload }))
+  const services = Services.of({
+    client: (contract) => ServiceContract.makeClient(contract, (method, payload) => call(contract.name, method, payload)),
+    call
+  })
+  const hooks = Hooks.Hooks.of({
+    register: (name, handler, options) =>
+      Effect.gen(function* () {
+        const id = nextHookId++
+        // Built-in hooks' payloads arrive encoded (bytes as base64): decode them for the handler.
+        const decode = hookDecoders.get(name)
+        const typed = handler as (payload: unknown) => Effect.Effect<void, Hooks.Veto>
+        hookHandlers.set(id, decode === undefined ? typed : (payload) => Effect.flatMap(Effect.orDie(decode(payload)), typed))
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => hookHandlers.delete(id)).pipe(Effect.zipRight(host.UnregisterHook({ id }).pipe(Effect.ignore)))
+        )
+        yield* orDieOnChannel(host.RegisterHook({ id, name, ...options }))
+      })
+  })
+  return Context.make(PluginLogger, logger).pipe(
+    Context.add(PluginConfig.PluginConfig, config),
+    Context.add(Events, events),
+    Context.add(PluginStorage, storage),
+    Context.add(Services, services),
+    Context.add(Hooks.Hooks, hooks),
+    Context.add(NodeInfo, nodeInfo)
+  )
+}
+
+const describe = (handlers: Plugin.CommonHandlers & Partial<Plugin.StorageHandlers & Plugin.ProtocolHandlers & Plugin.IntegrationHandlers>): PluginProtocol.Started => ({
+  services: (handlers.services ?? []).map((implementation) => ({
+    name: implementation.contract.name,
+    methods: Array.from(implementation.contract.group.requests.keys(), (tag) => ({
+      tag,
+      access: ServiceContract.accessOf(implementation.contract, tag) ?? "admin"
+    }))
+  })),
+  health: handlers.health !== undefined,
+  storage: handlers.storage !== undefined,
+  integration: handlers.integration === undefined ? null : { kind: handlers.integration.kind },
+  protocol: handlers.protocol === undefined ? null : { name: handlers.protocol.name, version: handlers.protocol.version }
+})
+
+/** Serves one plugin definition over an open channel until the channel closes. */
+export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pluginId: string) =>
+  Effect.gen(function* () {
+    const host = yield* RpcClient.make(PluginProtocol.PluginToHost, { disableTracing: true }).pipe(
+      Effect.provideServiceEffect(RpcClient.Protocol, PluginChannel.clientProtocol(channel))
+    )
+    const hookHandlers = new Map<number, (payload: unknown) => Effect.Effect<void, Hooks.Veto>>()
+    type Running = {
+      readonly scope: Scope.CloseableScope
+      readonly handlers: Plugin.CommonHandlers & Partial<Plugin.StorageHandlers & Plugin.ProtocolHandlers & Plugin.IntegrationHandlers>
+      readonly dispatch: Map<string, ServiceContract.Dispatch>
+    }
+    let running: Running | undefined
+    const notRunning = () => Effect.dieMessage(`plugin ${pluginId} is not running`)
+
+    const handlers = PluginProtocol.HostToPlugin.of({
+      Start: ({ config, nodeInfo }) =>
+        Effect.gen(function* () {
+          if (running !== undefined) return describe(running.handlers)
+          const decoded = yield* PluginConfig.decode(definition.config, config, pluginId)
+          const context = makeContext(host, decoded, nodeInfo, hookHandlers)
+          const scope = yield* Scope.make()
+          const returned = yield* (definition.program as Effect.Effect<Running["handlers"], unknown, Plugin.ContextServices | Scope.Scope>).pipe(
+            Effect.provide(context),
+            Scope.extend(scope),
+            Effect.catchAllCause((cause) =>
+              Scope.close(scope, Exit.failCause(cause)).pipe(
+                Effect.zipRight(Effect.fail(new PluginFailure({ pluginId, reason: Cause.pretty(cause) })))
+              )
+            )
+          )
+          const dispatch = new Map(
+            (returned.services ?? []).map((implementation) => [
+              implementation.contract.name,
+              ServiceContract.toDispatch(implementation, pluginId)
+            ])
+          )
+          running = { scope, handlers: returned, dispatch }
+          return describe(returned)
+        }),
+      Stop: () =>
+        Effect.suspend(() => {
+          const current = running
+          running = undefined
+          return current === undefined ? Effect.void : Scope.close(current.scope, Exit.void)
+        }),
+      Health: () => (running === undefined ? notRunning() : (running.handlers.health ?? Effect.succeed({ status: "healthy" as const }))),
+      Invoke: ({ service, method, payload }) => {
+        const dispatch = running?.dispatch.get(service)
+        return dispatch === undefined ? notRunning() : dispatch(method, payload)
+      },
+      RunHook: ({ id, payload }) => {
+        const handler = hookHandlers.get(id)
+        if (handler === undefined) return Effect.void
+        return handler(payload)
+      },
+      Storage: ({ op }) => {
+        const backend = running?.handlers.storage
+        if (backend === undefined) return notRunning()
+        switch (op._tag) {
+          case "Store":
+            return backend.store(op.key, op.value)
+          case "Retrieve":
+            return Effect.map(backend.retrieve(op.key), (value) => (value === undefined ? null : Buffer.from(value).toString("base64")))
+          case "Delete":
+            return backend.delete(op.key)
+          case "List":
+            return backend.list(op.prefix)
+          case "Capacity":
+            return backend.capacity
+        }
+      },
+      Sync: () => running?.handlers.integration?.sync ?? notRunning(),
+      ProtocolMessage: ({ peer, message }) => running?.handlers.protocol?.handleMessage(peer, message) ?? notRunning(),
+      PeerEvent: ({ peer, connected }) => {
+        const protocol = running?.handlers.protocol
+        if (protocol === undefined) return notRunning()
+        const handler = connected ? protocol.onPeerConnected : protocol.onPeerDisconnected
+        return handler === undefined ? Effect.void : handler(peer)
+      }
+    })
+
+    yield* RpcServer.make(PluginProtocol.HostToPlugin, { disableTracing: true, concurrency: "unbounded" }).pipe(
+      Effect.provide(PluginProtocol.HostToPlugin.toLayer(handlers)),
+      Effect.provideServiceEffect(RpcServer.Protocol, PluginChannel.serverProtocol(channel)),
+      Effect.forkScoped
+    )
+
+    // Heartbeats are answered by the same scheduler that runs the plugin: a blocked loop misses them.
+    yield* Queue.take(channel.control).pipe(
+      Effect.tap((frame) =>
+        frame.kind === Framing.Kind.Heartbeat ? Effect.sync(() => channel.send(Framing.Kind.Heartbeat, frame.body)) : Effect.void
+      ),
+      Effect.forever,
+      Effect.forkScoped
+    )
+  })
+
+/** Reads the runtime's settings from the environment; the secret is removed from it at once. */
+const settings = () => {
+  const pluginId = process.env[env.pluginId]
+  const main = process.env[env.main]
+  const secret = process.env[env.secret]
+  delete process.env[env.secret]
+  if (pluginId === undefined || main === undefined || secret === undefined) {
+    throw new Error(`the plugin runtime is started by the Blackhole host (missing ${env.pluginId}, ${env.main} or ${env.secret})`)
+  }
+  const maxFrameBytes = Number(process.env[env.maxFrameBytes] ?? Framing.defaultMaxFrameBytes)
+  return { pluginId, main, secret, maxFrameBytes }
+}
+
+/** The runtime's main program: handshake, load, serve until the channel closes. */
+export const main = Effect.gen(function* () {
+  const { pluginId, main: modulePath, secret, maxFrameBytes } = settings()
+  const socket = new net.Socket({ fd: channelFd, readable: true, writable: true })
+  const channel = yield* PluginChannel.make(socket, { maxFrameBytes })
+  channel.send(Framing.Kind.Handshake, {
+    type: "hello",
+    version: PluginProtocol.version,
+    pluginId,
+    secret,
+    pid: process.pid
+  } satisfies PluginProtocol.Hello)
+  // Load the plugin while the host answers the hello.
+  const loaded = yield* Effect.tryPromise({
+    try: () => import(pathToFileURL(modulePath).href) as Promise<{ default?: unknown }>,
+    catch: (error) => new PluginFailure({ pluginId, reason: `cannot load ${modulePath}: ${error instanceof Error ? error.stack ?? error.message : String(error)}` })
+  })
+  const definition = loaded.default
+  if (!Plugin.isPluginDefinition(definition)) {
+    return yield* new PluginFailure({ pluginId, reason: `${modulePath} has no default export made with Plugin.service/storage/protocol/integration` })
+  }
+  const welcome = yield* Queue.take(channel.control)
+  if (welcome.kind !== Framing.Kind.Handshake || !Schema.is(PluginProtocol.Welcome)(welcome.body)) {
+    return yield* new PluginFailure({ pluginId, reason: "the host did not welcome this process" })
+  }
+  yield* serve(definition, channel, pluginId)
+  // Served until the host closes the channel; then this process has nothing left to do.
+  yield* Deferred.await(channel.closed)
+}).pipe(Effect.scoped)
+
+/** Runs `main` and exits the process when the channel closes or the runtime fails. */
+export const runMain = (): void => {
+  // A parent watch besides the kernel's death signal: an orphan exits on its own.
+  const parent = process.ppid
+  const watch = setInterval(() => {
+    if (process.ppid !== parent) process.exit(70)
+  }, 500)
+  watch.unref()
+  Effect.runPromiseExit(main.pipe(Effect.provide(Layer.empty))).then((exit) => {
+    if (Exit.isFailure(exit) && !Exit.isInterrupted(exit)) {
+      process.stderr.write(`${Cause.pretty(exit.cause)}\n`)
+      process.exit(1)
+    }
+    process.exit(0)
+  })
+}
