@@ -8,12 +8,14 @@ import type { NodeInfo } from "@blackhole/sdk/NodeInfo"
 import * as ServiceContract from "@blackhole/sdk/ServiceContract"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { Identity } from "./Identity.js"
 import { PluginManager } from "./PluginManager.js"
+import * as Principal from "./Principal.js"
 import { ServiceRegistry } from "./ServiceRegistry.js"
 import { Storage } from "./Storage.js"
 
@@ -28,6 +30,7 @@ export const register = (
     const plugins = yield* PluginManager
     const startedAt = Date.now()
 
+    const caller = Effect.map(FiberRef.get(Principal.current), Principal.name)
     const serve = (implementation: ServiceContract.Implementation) =>
       // Core names are reserved for the core, so this cannot be taken: a failure is a bug.
       registry
@@ -49,10 +52,12 @@ export const register = (
         capacity: () => storage.capacity,
         snapshot: ({ namespacePrefix }) =>
           Stream.runCollect(storage.snapshot(namespacePrefix)).pipe(Effect.map(Chunk.toReadonlyArray)),
-        // Writes through the mesh are attributed to the service; hooks still see and may veto them.
-        store: ({ namespace, key, value }) => storage.store("mesh", namespace, key, value),
-        delete: ({ namespace, key }) => storage.delete("mesh", namespace, key),
-        batch: ({ ops }) => storage.batch("mesh", ops)
+        // Writes through the mesh are attributed to their caller; hooks see and may veto them.
+        store: ({ namespace, key, value }) =>
+          Effect.flatMap(caller, (principal) => storage.store(principal, namespace, key, value)),
+        delete: ({ namespace, key }) =>
+          Effect.flatMap(caller, (principal) => storage.delete(principal, namespace, key)),
+        batch: ({ ops }) => Effect.flatMap(caller, (principal) => storage.batch(principal, ops))
       })
     )
 

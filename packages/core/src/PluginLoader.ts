@@ -8,12 +8,12 @@ import { type InvalidConfig, PluginFailure } from "@blackhole/sdk/Errors"
 import type * as Plugin from "@blackhole/sdk/Plugin"
 import type { ContextServices, HealthStatus } from "@blackhole/sdk/Plugin"
 import type { PluginManifest } from "@blackhole/sdk/PluginManifest"
-import type { LastExit } from "./PluginManager.js"
 import * as ServiceContract from "@blackhole/sdk/ServiceContract"
 import * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import type { LastExit } from "./PluginManager.js"
 
 /** How a plugin runs. */
 export type LoaderKind = "inprocess" | "subprocess"
@@ -49,7 +49,9 @@ export interface PluginLoader {
   readonly kind: LoaderKind
   /** Decodes the operator's raw config for this plugin (defaults applied) before any plugin code runs. */
   readonly decodeConfig: (raw: unknown) => Effect.Effect<unknown, InvalidConfig>
-  readonly load: (context: LoadContext) => Effect.Effect<LoadedPlugin, PluginFailure | InvalidConfig, Scope.Scope>
+  readonly load: (
+    context: LoadContext
+  ) => Effect.Effect<LoadedPlugin, PluginFailure | InvalidConfig, Scope.Scope>
 }
 
 const healthy: Effect.Effect<HealthStatus> = Effect.succeed({ status: "healthy" })

@@ -73,6 +73,22 @@ export interface PluginInfo {
 export interface RegisterOptions {
   /** The operator's raw configuration for the plugin (decoded with the plugin's schema before start). */
   readonly config?: unknown
+  /** What the supervisor does when the plugin's process ends on its own. */
+  readonly restart?: RestartPolicy
+}
+
+/** Restart policy of a supervised (subprocess) plugin; every field has a default. */
+export interface RestartPolicy {
+  /** `always`, `on-failure` (not after a clean exit), or `never`. Default `on-failure`. */
+  readonly policy?: "always" | "on-failure" | "never"
+  /** First backoff delay; doubles per restart within the window, with jitter. Default 250 ms. */
+  readonly initialDelayMillis?: number
+  /** Backoff ceiling. Default 30 s. */
+  readonly maxDelayMillis?: number
+  /** This many restarts within `windowMillis` quarantine the plugin (crash loop). Default 5. */
+  readonly maxRestarts?: number
+  /** Default 60 s. */
+  readonly windowMillis?: number
 }
 
 /** Why a start did not happen. */
@@ -100,8 +116,9 @@ export class PluginManager extends Context.Tag("@blackhole/core/PluginManager")<
       loader: PluginLoader,
       options?: RegisterOptions
     ) => Effect.Effect<void, DependencyError>
-    /** Removes a stopped plugin. */
+    /** Removes a plugin (stopping it first). */
     readonly unregister: (id: string) => Effect.Effect<void, PluginNotFound>
+    /** Starts a registered, stopped, failed or quarantined plugin (a start lifts a quarantine). */
     readonly start: (id: string) => Effect.Effect<void, StartError>
     /** Idempotent: stopping a stopped plugin succeeds. */
     readonly stop: (id: string) => Effect.Effect<void, PluginNotFound>
@@ -122,6 +139,8 @@ export interface Options {
   readonly nodeInfo: NodeInfo["Type"]
   /** The operator's grants of sensitive permissions, by plugin id. */
   readonly grants?: Readonly<Record<string, ReadonlyArray<string>>>
+  /** Restart policy for plugins registered without one. */
+  readonly restart?: RestartPolicy
 }
 
 /** The manager; plugins are stopped in reverse dependency order when its Scope closes. */

@@ -1,5 +1,6 @@
 /** Who is calling: permission checks and hook payloads name the principal. */
 import * as Permission from "@blackhole/sdk/Permission"
+import * as FiberRef from "effect/FiberRef"
 
 /** A caller on the mesh, the bus or storage. */
 export type Principal =
@@ -28,3 +29,6 @@ export const name = (principal: Principal): string =>
 /** Whether the principal holds a permission covering every one of `required` alternatives' first match. */
 export const allows = (principal: Principal, ...anyOf: ReadonlyArray<string>): boolean =>
   principal._tag !== "Plugin" || anyOf.some((required) => Permission.allows(principal.granted, required))
+
+/** The caller of the mesh call being served: set by the mesh, read by core services (e.g. for hook payloads). */
+export const current: FiberRef.FiberRef<Principal> = FiberRef.unsafeMake<Principal>(core)

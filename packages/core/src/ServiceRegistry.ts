@@ -116,7 +116,9 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
           return hooks
             .run("service.before.call", { service, method, principal: Principal.name(principal), payload })
             .pipe(
-              Effect.zipRight(registration.dispatch(method, payload)),
+              Effect.zipRight(
+                Effect.locally(registration.dispatch(method, payload), Principal.current, principal)
+              ),
               Effect.timeoutFail({
                 duration: timeout,
                 onTimeout: () =>

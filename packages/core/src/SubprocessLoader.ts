@@ -6,10 +6,11 @@
  * encoded frames (it never imports the plugin's code), watches it with a
  * heartbeat and resource sampling, and stops it with Stop → SIGTERM → SIGKILL.
  */
-import type { LastExit } from "./PluginManager.js"
+
+import type { PluginManifest } from "@blackhole/sdk/PluginManifest"
 import * as internal from "./internal/subprocess.js"
 import type { PluginLoader } from "./PluginLoader.js"
-import type { PluginManifest } from "@blackhole/sdk/PluginManifest"
+import type { LastExit } from "./PluginManager.js"
 
 /** Everything about how a plugin process is run; each has a default. */
 export interface SubprocessOptions {

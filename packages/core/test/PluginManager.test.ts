@@ -602,11 +602,7 @@ describe("PluginManager: registration", () => {
 })
 
 describe("PluginManager: interrupted start", () => {
-  // BUG: packages/core/src/internal/pluginManager.ts startEntry — an interrupted start leaves the
-  // plugin in "starting" (Effect.tapError does not see interruption), and the guard
-  // `if (entry.state === "running" || entry.state === "starting") return` then makes every later
-  // `start` succeed without running the program. Unskip when fixed.
-  it.scopedLive.skip(
+  it.scopedLive(
     "a start interrupted while the program runs does not leave the plugin stuck in starting",
     () =>
       Effect.gen(function* () {

@@ -229,11 +229,7 @@ describe("core services on the mesh", () => {
     }).pipe(Effect.provide(node))
   )
 
-  // BUG: packages/core/src/CoreMesh.ts attributes every write through the `storage` service to the
-  // principal "mesh" (`storage.store("mesh", ...)`), so storage hooks cannot tell the operator from a
-  // plugin holding service:storage:write; the SDK documents the hook payload's principal as "a plugin
-  // id, `core` or `operator`". The Dispatch would need the caller's principal. Unskip when fixed.
-  it.scopedLive.skip("storage hooks see the caller of the storage service as the principal", () =>
+  it.scopedLive("storage hooks see the caller of the storage service as the principal", () =>
     Effect.gen(function* () {
       const registry = yield* ServiceRegistry
       const seen = yield* recordAll

@@ -94,7 +94,10 @@ export class Decoder {
       try {
         body = JSON.parse(whole.toString("utf8", headerBytes))
       } catch (error) {
-        throw new FrameError({ reason: "undecodable", detail: error instanceof Error ? error.message : String(error) })
+        throw new FrameError({
+          reason: "undecodable",
+          detail: error instanceof Error ? error.message : String(error)
+        })
       }
       frames.push({ kind: kind as Kind, body })
     }

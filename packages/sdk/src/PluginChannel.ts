@@ -5,6 +5,8 @@
  * one RpcGroup and calls the other. Frames are routed by kind. Writes made in
  * the same tick go out as one socket write.
  */
+
+import type { Duplex } from "node:stream"
 import * as RpcClient from "@effect/rpc/RpcClient"
 import type { FromClientEncoded, FromServerEncoded } from "@effect/rpc/RpcMessage"
 import * as RpcServer from "@effect/rpc/RpcServer"
@@ -13,7 +15,6 @@ import * as Effect from "effect/Effect"
 import * as Mailbox from "effect/Mailbox"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
-import type { Duplex } from "node:stream"
 import * as Framing from "./Framing.js"
 
 /** Why a channel closed. */
@@ -45,7 +46,10 @@ export interface ChannelOptions {
 }
 
 /** Opens a channel over a duplex byte stream; closing the Scope ends it. */
-export const make = (stream: Duplex, options: ChannelOptions = {}): Effect.Effect<Channel, never, Scope.Scope> =>
+export const make = (
+  stream: Duplex,
+  options: ChannelOptions = {}
+): Effect.Effect<Channel, never, Scope.Scope> =>
   Effect.gen(function* () {
     const decoder = new Framing.Decoder(options.maxFrameBytes ?? Framing.defaultMaxFrameBytes)
     const closed = yield* Deferred.make<CloseReason>()
@@ -129,7 +133,9 @@ const pump = <A>(queue: Queue.Dequeue<A>, write: (message: A) => Effect.Effect<v
   )
 
 /** The server half: serves requests that arrive on the channel. */
-export const serverProtocol = (channel: Channel): Effect.Effect<RpcServer.Protocol["Type"], never, Scope.Scope> =>
+export const serverProtocol = (
+  channel: Channel
+): Effect.Effect<RpcServer.Protocol["Type"], never, Scope.Scope> =>
   RpcServer.Protocol.make((writeRequest) =>
     Effect.gen(function* () {
       yield* pump(channel.toServer, (message) => writeRequest(0, message))
@@ -148,7 +154,9 @@ export const serverProtocol = (channel: Channel): Effect.Effect<RpcServer.Protoc
   )
 
 /** The client half: sends requests on the channel and receives their answers. */
-export const clientProtocol = (channel: Channel): Effect.Effect<RpcClient.Protocol["Type"], never, Scope.Scope> =>
+export const clientProtocol = (
+  channel: Channel
+): Effect.Effect<RpcClient.Protocol["Type"], never, Scope.Scope> =>
   RpcClient.Protocol.make((writeResponse) =>
     Effect.gen(function* () {
       yield* pump(channel.toClient, writeResponse)

@@ -46,7 +46,9 @@ export const Welcome = Schema.Struct({ type: Schema.Literal("welcome"), version:
 /** A service a plugin serves: its name and each method's access class (the host keeps the contract shape). */
 export const ServedService = Schema.Struct({
   name: Schema.String,
-  methods: Schema.Array(Schema.Struct({ tag: Schema.String, access: Schema.Literal("read", "write", "admin") }))
+  methods: Schema.Array(
+    Schema.Struct({ tag: Schema.String, access: Schema.Literal("read", "write", "admin") })
+  )
 })
 
 /** What the program returned, as the host needs to know it. */
@@ -99,21 +101,41 @@ const StorageWriteError = Schema.Union(PermissionDenied, RateLimited, QuotaExcee
 /** Plugin → host: the context services. */
 export class PluginToHost extends RpcGroup.make(
   Rpc.make("Log", {
-    payload: { level: LogLevel, message: Schema.String, annotations: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown })) }
+    payload: {
+      level: LogLevel,
+      message: Schema.String,
+      annotations: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
+    }
   }),
   Rpc.make("Publish", {
     payload: { type: Schema.String, data: Schema.Unknown },
     error: Schema.Union(PermissionDenied, RateLimited, QuotaExceeded)
   }),
-  Rpc.make("Subscribe", { payload: { pattern: Schema.String }, success: Event, error: PermissionDenied, stream: true }),
-  Rpc.make("StorageStore", { payload: { key: Schema.String, value: Schema.Uint8ArrayFromBase64 }, error: StorageWriteError }),
+  Rpc.make("Subscribe", {
+    payload: { pattern: Schema.String },
+    success: Event,
+    error: PermissionDenied,
+    stream: true
+  }),
+  Rpc.make("StorageStore", {
+    payload: { key: Schema.String, value: Schema.Uint8ArrayFromBase64 },
+    error: StorageWriteError
+  }),
   Rpc.make("StorageRetrieve", {
     payload: { key: Schema.String },
     success: Schema.NullOr(Schema.Uint8ArrayFromBase64),
     error: StorageReadError
   }),
-  Rpc.make("StorageDelete", { payload: { key: Schema.String }, success: Schema.Boolean, error: StorageWriteError }),
-  Rpc.make("StorageList", { payload: { prefix: Schema.String }, success: Schema.Array(Schema.String), error: StorageReadError }),
+  Rpc.make("StorageDelete", {
+    payload: { key: Schema.String },
+    success: Schema.Boolean,
+    error: StorageWriteError
+  }),
+  Rpc.make("StorageList", {
+    payload: { prefix: Schema.String },
+    success: Schema.Array(Schema.String),
+    error: StorageReadError
+  }),
   Rpc.make("Call", {
     payload: { service: Schema.String, method: Schema.String, payload: Schema.Unknown },
     success: Schema.Unknown,

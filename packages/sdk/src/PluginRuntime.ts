@@ -6,6 +6,9 @@
  * call the host over `PluginToHost`. The plugin's definition runs exactly as
  * it does in process: only the context layer differs.
  */
+
+import * as net from "node:net"
+import { pathToFileURL } from "node:url"
 import * as RpcClient from "@effect/rpc/RpcClient"
 import * as RpcClientError from "@effect/rpc/RpcClientError"
 import type * as RpcGroup from "@effect/rpc/RpcGroup"
@@ -23,8 +26,6 @@ import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as net from "node:net"
-import { pathToFileURL } from "node:url"
 import { PluginFailure } from "./Errors.js"
 import { Events } from "./Events.js"
 import * as Framing from "./Framing.js"
@@ -53,11 +54,20 @@ export const channelFd = 3
 /** The marker a host's Subscribe stream sends first, so a subscription is live when `subscribe` returns. */
 export const subscribedMarker = "blackhole.subscribed"
 
-type HostClient = RpcClient.RpcClient<RpcGroup.Rpcs<typeof PluginProtocol.PluginToHost>, RpcClientError.RpcClientError>
+type HostClient = RpcClient.RpcClient<
+  RpcGroup.Rpcs<typeof PluginProtocol.PluginToHost>,
+  RpcClientError.RpcClientError
+>
 
 /** A broken channel is the host's problem to report (the process is about to be replaced): a defect here. */
-const orDieOnChannel = <A, E, R>(effect: Effect.Effect<A, E | RpcClientError.RpcClientError, R>): Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError>, R> =>
-  Effect.catchIf(effect, (error): error is RpcClientError.RpcClientError => Predicate.hasProperty(error, RpcClientError.TypeId), Effect.die) as Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError>, R>
+const orDieOnChannel = <A, E, R>(
+  effect: Effect.Effect<A, E | RpcClientError.RpcClientError, R>
+): Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError>, R> =>
+  Effect.catchIf(
+    effect,
+    (error): error is RpcClientError.RpcClientError => Predicate.hasProperty(error, RpcClientError.TypeId),
+    Effect.die
+  ) as Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError>, R>
 
 const hookDecoders = new Map<string, (payload: unknown) => Effect.Effect<unknown, unknown>>(
   Object.entries(Hooks.payloads).map(([name, schema]) => [
@@ -77,7 +87,9 @@ const makeContext = (
   const logger = PluginLogger.of({
     // Logs are not awaited: a plugin should not pay a round trip per line.
     log: (level, message, annotations) =>
-      orDieOnChannel(host.Log({ level, message, ...(annotations === undefined ? {} : { annotations }) }, { discard: true }))
+      orDieOnChannel(
+        host.Log({ level, message, ...(annotations === undefined ? {} : { annotations }) }, { discard: true })
+      )
   })
   const events = Events.of({
     publish: (type, data) => orDieOnChannel(host.Publish({ type, data })),
@@ -90,7 +102,8 @@ const makeContext = (
             error._tag === "PermissionDenied" ? Effect.fail(error) : Effect.die(error)
           )
         )
-        if (first.type !== subscribedMarker) return yield* Effect.dieMessage("subscription did not start with its marker")
+        if (first.type !== subscribedMarker)
+          return yield* Effect.dieMessage("subscription did not start with its marker")
         return Mailbox.toStream(mailbox).pipe(Stream.catchAll((error) => Stream.die(error)))
       })
   })
@@ -100,9 +113,11 @@ const makeContext = (
     delete: (key) => orDieOnChannel(host.StorageDelete({ key })),
     list: (prefix) => orDieOnChannel(host.StorageList({ prefix: prefix ?? "" }))
   })
-  const call = (service: string, method: string, payload: unknown) => orDieOnChannel(host.Call({ service, method, payload }))
+  const call = (service: string, method: string, payload: unknown) =>
+    orDieOnChannel(host.Call({ service, method, payload }))
   const services = Services.of({
-    client: (contract) => ServiceContract.makeClient(contract, (method, payload) => call(contract.name, method, payload)),
+    client: (contract) =>
+      ServiceContract.makeClient(contract, (method, payload) => call(contract.name, method, payload)),
     call
   })
   const hooks = Hooks.Hooks.of({
@@ -112,9 +127,14 @@ const makeContext = (
         // Built-in hooks' payloads arrive encoded (bytes as base64): decode them for the handler.
         const decode = hookDecoders.get(name)
         const typed = handler as (payload: unknown) => Effect.Effect<void, Hooks.Veto>
-        hookHandlers.set(id, decode === undefined ? typed : (payload) => Effect.flatMap(Effect.orDie(decode(payload)), typed))
+        hookHandlers.set(
+          id,
+          decode === undefined ? typed : (payload) => Effect.flatMap(Effect.orDie(decode(payload)), typed)
+        )
         yield* Effect.addFinalizer(() =>
-          Effect.sync(() => hookHandlers.delete(id)).pipe(Effect.zipRight(host.UnregisterHook({ id }).pipe(Effect.ignore)))
+          Effect.sync(() => hookHandlers.delete(id)).pipe(
+            Effect.zipRight(host.UnregisterHook({ id }).pipe(Effect.ignore))
+          )
         )
         yield* orDieOnChannel(host.RegisterHook({ id, name, ...options }))
       })
@@ -129,7 +149,10 @@ const makeContext = (
   )
 }
 
-const describe = (handlers: Plugin.CommonHandlers & Partial<Plugin.StorageHandlers & Plugin.ProtocolHandlers & Plugin.IntegrationHandlers>): PluginProtocol.Started => ({
+const describe = (
+  handlers: Plugin.CommonHandlers &
+    Partial<Plugin.StorageHandlers & Plugin.ProtocolHandlers & Plugin.IntegrationHandlers>
+): PluginProtocol.Started => ({
   services: (handlers.services ?? []).map((implementation) => ({
     name: implementation.contract.name,
     methods: Array.from(implementation.contract.group.requests.keys(), (tag) => ({
@@ -140,7 +163,10 @@ const describe = (handlers: Plugin.CommonHandlers & Partial<Plugin.StorageHandle
   health: handlers.health !== undefined,
   storage: handlers.storage !== undefined,
   integration: handlers.integration === undefined ? null : { kind: handlers.integration.kind },
-  protocol: handlers.protocol === undefined ? null : { name: handlers.protocol.name, version: handlers.protocol.version }
+  protocol:
+    handlers.protocol === undefined
+      ? null
+      : { name: handlers.protocol.name, version: handlers.protocol.version }
 })
 
 /** Serves one plugin definition over an open channel until the channel closes. */
@@ -152,7 +178,8 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
     const hookHandlers = new Map<number, (payload: unknown) => Effect.Effect<void, Hooks.Veto>>()
     type Running = {
       readonly scope: Scope.CloseableScope
-      readonly handlers: Plugin.CommonHandlers & Partial<Plugin.StorageHandlers & Plugin.ProtocolHandlers & Plugin.IntegrationHandlers>
+      readonly handlers: Plugin.CommonHandlers &
+        Partial<Plugin.StorageHandlers & Plugin.ProtocolHandlers & Plugin.IntegrationHandlers>
       readonly dispatch: Map<string, ServiceContract.Dispatch>
     }
     let running: Running | undefined
@@ -165,7 +192,13 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
           const decoded = yield* PluginConfig.decode(definition.config, config, pluginId)
           const context = makeContext(host, decoded, nodeInfo, hookHandlers)
           const scope = yield* Scope.make()
-          const returned = yield* (definition.program as Effect.Effect<Running["handlers"], unknown, Plugin.ContextServices | Scope.Scope>).pipe(
+          const returned = yield* (
+            definition.program as Effect.Effect<
+              Running["handlers"],
+              unknown,
+              Plugin.ContextServices | Scope.Scope
+            >
+          ).pipe(
             Effect.provide(context),
             Scope.extend(scope),
             Effect.catchAllCause((cause) =>
@@ -189,7 +222,10 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
           running = undefined
           return current === undefined ? Effect.void : Scope.close(current.scope, Exit.void)
         }),
-      Health: () => (running === undefined ? notRunning() : (running.handlers.health ?? Effect.succeed({ status: "healthy" as const }))),
+      Health: () =>
+        running === undefined
+          ? notRunning()
+          : (running.handlers.health ?? Effect.succeed({ status: "healthy" as const })),
       Invoke: ({ service, method, payload }) => {
         const dispatch = running?.dispatch.get(service)
         return dispatch === undefined ? notRunning() : dispatch(method, payload)
@@ -206,7 +242,9 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
           case "Store":
             return backend.store(op.key, op.value)
           case "Retrieve":
-            return Effect.map(backend.retrieve(op.key), (value) => (value === undefined ? null : Buffer.from(value).toString("base64")))
+            return Effect.map(backend.retrieve(op.key), (value) =>
+              value === undefined ? null : Buffer.from(value).toString("base64")
+            )
           case "Delete":
             return backend.delete(op.key)
           case "List":
@@ -216,7 +254,8 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
         }
       },
       Sync: () => running?.handlers.integration?.sync ?? notRunning(),
-      ProtocolMessage: ({ peer, message }) => running?.handlers.protocol?.handleMessage(peer, message) ?? notRunning(),
+      ProtocolMessage: ({ peer, message }) =>
+        running?.handlers.protocol?.handleMessage(peer, message) ?? notRunning(),
       PeerEvent: ({ peer, connected }) => {
         const protocol = running?.handlers.protocol
         if (protocol === undefined) return notRunning()
@@ -225,7 +264,10 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
       }
     })
 
-    yield* RpcServer.make(PluginProtocol.HostToPlugin, { disableTracing: true, concurrency: "unbounded" }).pipe(
+    yield* RpcServer.make(PluginProtocol.HostToPlugin, {
+      disableTracing: true,
+      concurrency: "unbounded"
+    }).pipe(
       Effect.provide(PluginProtocol.HostToPlugin.toLayer(handlers)),
       Effect.provideServiceEffect(RpcServer.Protocol, PluginChannel.serverProtocol(channel)),
       Effect.forkScoped
@@ -234,7 +276,9 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
     // Heartbeats are answered by the same scheduler that runs the plugin: a blocked loop misses them.
     yield* Queue.take(channel.control).pipe(
       Effect.tap((frame) =>
-        frame.kind === Framing.Kind.Heartbeat ? Effect.sync(() => channel.send(Framing.Kind.Heartbeat, frame.body)) : Effect.void
+        frame.kind === Framing.Kind.Heartbeat
+          ? Effect.sync(() => channel.send(Framing.Kind.Heartbeat, frame.body))
+          : Effect.void
       ),
       Effect.forever,
       Effect.forkScoped
@@ -248,7 +292,9 @@ const settings = () => {
   const secret = process.env[env.secret]
   delete process.env[env.secret]
   if (pluginId === undefined || main === undefined || secret === undefined) {
-    throw new Error(`the plugin runtime is started by the Blackhole host (missing ${env.pluginId}, ${env.main} or ${env.secret})`)
+    throw new Error(
+      `the plugin runtime is started by the Blackhole host (missing ${env.pluginId}, ${env.main} or ${env.secret})`
+    )
   }
   const maxFrameBytes = Number(process.env[env.maxFrameBytes] ?? Framing.defaultMaxFrameBytes)
   return { pluginId, main, secret, maxFrameBytes }
@@ -269,11 +315,18 @@ export const main = Effect.gen(function* () {
   // Load the plugin while the host answers the hello.
   const loaded = yield* Effect.tryPromise({
     try: () => import(pathToFileURL(modulePath).href) as Promise<{ default?: unknown }>,
-    catch: (error) => new PluginFailure({ pluginId, reason: `cannot load ${modulePath}: ${error instanceof Error ? error.stack ?? error.message : String(error)}` })
+    catch: (error) =>
+      new PluginFailure({
+        pluginId,
+        reason: `cannot load ${modulePath}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`
+      })
   })
   const definition = loaded.default
   if (!Plugin.isPluginDefinition(definition)) {
-    return yield* new PluginFailure({ pluginId, reason: `${modulePath} has no default export made with Plugin.service/storage/protocol/integration` })
+    return yield* new PluginFailure({
+      pluginId,
+      reason: `${modulePath} has no default export made with Plugin.service/storage/protocol/integration`
+    })
   }
   const welcome = yield* Queue.take(channel.control)
   if (welcome.kind !== Framing.Kind.Handshake || !Schema.is(PluginProtocol.Welcome)(welcome.body)) {

@@ -11,6 +11,7 @@ import type * as Plugin from "@blackhole/sdk/Plugin"
 import * as PluginConfig from "@blackhole/sdk/PluginConfig"
 import * as PluginManifest from "@blackhole/sdk/PluginManifest"
 import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -19,7 +20,15 @@ import * as semver from "semver"
 import { EventBus } from "../EventBus.js"
 import { HookRegistry } from "../HookRegistry.js"
 import * as PluginLoader from "../PluginLoader.js"
-import type { Options, PluginInfo, PluginState, RegisterOptions, StartError } from "../PluginManager.js"
+import type {
+  LastExit,
+  Options,
+  PluginInfo,
+  PluginState,
+  RegisterOptions,
+  RestartPolicy,
+  StartError
+} from "../PluginManager.js"
 import { PluginManager } from "../PluginManager.js"
 import { ResourceLimiter } from "../ResourceLimiter.js"
 import * as Sandbox from "../Sandbox.js"
@@ -32,11 +41,28 @@ interface Entry {
   readonly rawConfig: unknown
   /** Serialises lifecycle operations on this plugin. */
   readonly lock: Effect.Semaphore
+  readonly restart: Required<RestartPolicy>
   state: PluginState
   restarts: number
+  /** Times of the restarts within the crash-loop window. */
+  recentRestarts: Array<number>
   error: string | null
+  lastExit: LastExit | null
   granted: ReadonlyArray<string>
-  running: { readonly scope: Scope.CloseableScope; readonly loaded: PluginLoader.LoadedPlugin } | undefined
+  running: Running | undefined
+}
+
+interface Running {
+  readonly scope: Scope.CloseableScope
+  readonly loaded: PluginLoader.LoadedPlugin
+}
+
+const defaultRestart: Required<RestartPolicy> = {
+  policy: "on-failure",
+  initialDelayMillis: 250,
+  maxDelayMillis: 30_000,
+  maxRestarts: 5,
+  windowMillis: 60_000
 }
 
 const messageOf = (error: unknown): string =>
@@ -54,6 +80,7 @@ export const layer = (options: Options) =>
       yield* Storage
       yield* HookRegistry
       const entries = new Map<string, Entry>()
+      const managerScope = yield* Effect.scope
       const { nodeInfo } = options
       const grants = options.grants ?? {}
 
@@ -103,9 +130,12 @@ export const layer = (options: Options) =>
             loader,
             rawConfig: opts?.config,
             lock: yield* Effect.makeSemaphore(1),
+            restart: { ...defaultRestart, ...options.restart, ...opts?.restart },
             state: "registered",
             restarts: 0,
+            recentRestarts: [],
             error: null,
+            lastExit: null,
             granted: [],
             running: undefined
           }
@@ -179,7 +209,7 @@ export const layer = (options: Options) =>
 
       const startEntry = (entry: Entry): Effect.Effect<void, StartError> =>
         Effect.gen(function* () {
-          if (entry.state === "running" || entry.state === "starting") return
+          if (entry.running !== undefined) return
           const { manifest } = entry
           yield* transition(entry, "starting")
           const started = yield* Effect.gen(function* () {
@@ -215,23 +245,93 @@ export const layer = (options: Options) =>
               Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
             )
             return { scope, loaded }
-          }).pipe(Effect.tapError((error) => transition(entry, "failed", messageOf(error))))
+          }).pipe(
+            Effect.tapError((error) => transition(entry, "failed", messageOf(error))),
+            Effect.onInterrupt(() => transition(entry, "failed", "start was interrupted"))
+          )
           entry.running = started
           entry.error = null
           yield* transition(entry, "running")
+          if (started.loaded.exit !== undefined) yield* supervise(entry, started, started.loaded.exit)
         }).pipe(Effect.withSpan("PluginManager.start", { attributes: { plugin: entry.manifest.id } }))
+
+      /** Watches a supervised plugin's process; when it ends on its own, apply the restart policy. */
+      const supervise = (entry: Entry, started: Running, exit: Effect.Effect<LastExit>) =>
+        exit.pipe(
+          Effect.flatMap((lastExit) =>
+            entry.lock.withPermits(1)(
+              Effect.gen(function* () {
+                // A stop or restart under way owns this exit.
+                if (entry.running !== started) return
+                entry.running = undefined
+                entry.lastExit = lastExit
+                yield* Scope.close(started.scope, Exit.void)
+                const why = `process ended: ${lastExit.reason}${lastExit.code === null ? "" : ` (code ${lastExit.code})`}${lastExit.signal === null ? "" : ` (${lastExit.signal})`}`
+                yield* afterFailure(entry, why, lastExit.reason === "clean")
+              })
+            )
+          ),
+          Effect.forkIn(managerScope),
+          Effect.asVoid
+        )
+
+      /** The restart policy: back off and start again, or give up as failed, or quarantine a crash loop. */
+      const afterFailure = (entry: Entry, why: string, clean: boolean): Effect.Effect<void> =>
+        Effect.gen(function* () {
+          const policy = entry.restart
+          if (policy.policy === "never" || (policy.policy === "on-failure" && clean)) {
+            yield* transition(entry, clean ? "stopped" : "failed", why)
+            return
+          }
+          const now = Date.now()
+          entry.recentRestarts = entry.recentRestarts.filter((at) => now - at < policy.windowMillis)
+          if (entry.recentRestarts.length >= policy.maxRestarts) {
+            yield* transition(
+              entry,
+              "quarantined",
+              `${why}; ${entry.recentRestarts.length} restarts within ${policy.windowMillis} ms: quarantined until started by the operator`
+            )
+            return
+          }
+          entry.recentRestarts.push(now)
+          const exponent = entry.recentRestarts.length - 1
+          const ceiling = Math.min(policy.maxDelayMillis, policy.initialDelayMillis * 2 ** exponent)
+          // Full jitter in the upper half: restarts of many plugins do not align.
+          const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2)
+          yield* transition(entry, "restarting", `${why}; restarting in ${delay} ms`)
+          yield* Effect.sleep(Duration.millis(delay)).pipe(
+            Effect.zipRight(
+              entry.lock.withPermits(1)(
+                Effect.suspend(() => {
+                  // Stopped (or started) by someone else while we waited.
+                  if (entry.state !== "restarting") return Effect.void
+                  entry.restarts += 1
+                  return startEntry(entry).pipe(
+                    Effect.catchAll((error) => afterFailure(entry, messageOf(error), false))
+                  )
+                })
+              )
+            ),
+            Effect.forkIn(managerScope)
+          )
+        })
 
       const stopEntry = (entry: Entry) =>
         Effect.gen(function* () {
           const running = entry.running
           if (running === undefined) {
-            if (entry.state === "starting" || entry.state === "running") yield* transition(entry, "stopped")
+            // A pending restart or a quarantine ends with an explicit stop.
+            if (entry.state === "starting" || entry.state === "restarting" || entry.state === "quarantined") {
+              yield* transition(entry, "stopped")
+            }
             return
           }
           yield* transition(entry, "stopping")
           entry.running = undefined
           // Closing the Scope runs the plugin's finalizers and interrupts every fiber it forked.
           const exit = yield* Effect.exit(Scope.close(running.scope, Exit.void))
+          // The process is gone once its Scope has closed: record how it ended.
+          if (running.loaded.exit !== undefined) entry.lastExit = yield* running.loaded.exit
           if (Exit.isFailure(exit)) {
             yield* transition(entry, "failed", `stop failed: ${Cause.pretty(exit.cause)}`)
             return
@@ -298,8 +398,8 @@ export const layer = (options: Options) =>
         state: entry.state,
         restarts: entry.restarts,
         pid: entry.running?.loaded.pid ?? null,
-        memoryBytes: null,
-        lastExit: null,
+        memoryBytes: entry.running?.loaded.memoryBytes() ?? null,
+        lastExit: entry.lastExit,
         error: entry.error,
         granted: entry.granted,
         dependencies: entry.manifest.dependencies
@@ -320,7 +420,14 @@ export const layer = (options: Options) =>
               )
             )
           ),
-        start: (id) => withEntry(id, startEntry),
+        start: (id) =>
+          withEntry(id, (entry) =>
+            Effect.suspend(() => {
+              // An operator's start lifts a quarantine and forgets the crash loop.
+              entry.recentRestarts = []
+              return startEntry(entry)
+            })
+          ),
         stop: (id) => withEntry(id, stopEntry),
         restart: (id) =>
           withEntry(id, (entry) =>

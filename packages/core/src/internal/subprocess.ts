@@ -1,18 +1,18 @@
-import * as Rpc from "@effect/rpc/Rpc"
-import * as RpcClient from "@effect/rpc/RpcClient"
-import type * as RpcClientError from "@effect/rpc/RpcClientError"
-import * as RpcClientErrorModule from "@effect/rpc/RpcClientError"
-import type * as RpcGroup from "@effect/rpc/RpcGroup"
-import * as RpcGroupModule from "@effect/rpc/RpcGroup"
-import * as RpcServer from "@effect/rpc/RpcServer"
+import * as childProcess from "node:child_process"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as readline from "node:readline"
+import type { Duplex } from "node:stream"
+import { fileURLToPath } from "node:url"
+import { type InvalidConfig, PluginFailure, PluginUnavailable } from "@blackhole/sdk/Errors"
 import { Event } from "@blackhole/sdk/Event"
-import { InvalidConfig, PluginFailure, PluginUnavailable } from "@blackhole/sdk/Errors"
 import { Events } from "@blackhole/sdk/Events"
 import * as Framing from "@blackhole/sdk/Framing"
 import * as Hooks from "@blackhole/sdk/Hooks"
 import { NodeInfo } from "@blackhole/sdk/NodeInfo"
-import * as PluginChannel from "@blackhole/sdk/PluginChannel"
 import type { ContextServices } from "@blackhole/sdk/Plugin"
+import * as PluginChannel from "@blackhole/sdk/PluginChannel"
 import { PluginConfig } from "@blackhole/sdk/PluginConfig"
 import { PluginLogger } from "@blackhole/sdk/PluginLogger"
 import * as PluginManifest from "@blackhole/sdk/PluginManifest"
@@ -21,6 +21,13 @@ import * as PluginRuntime from "@blackhole/sdk/PluginRuntime"
 import { PluginStorage } from "@blackhole/sdk/PluginStorage"
 import * as ServiceContract from "@blackhole/sdk/ServiceContract"
 import { Services } from "@blackhole/sdk/Services"
+import * as Rpc from "@effect/rpc/Rpc"
+import * as RpcClient from "@effect/rpc/RpcClient"
+import type * as RpcClientError from "@effect/rpc/RpcClientError"
+import * as RpcClientErrorModule from "@effect/rpc/RpcClientError"
+import type * as RpcGroup from "@effect/rpc/RpcGroup"
+import * as RpcGroupModule from "@effect/rpc/RpcGroup"
+import * as RpcServer from "@effect/rpc/RpcServer"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -32,18 +39,14 @@ import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as childProcess from "node:child_process"
-import * as crypto from "node:crypto"
-import * as fs from "node:fs"
-import * as path from "node:path"
-import * as readline from "node:readline"
-import type { Duplex } from "node:stream"
-import { fileURLToPath } from "node:url"
 import type { LoadContext, LoadedPlugin, PluginLoader } from "../PluginLoader.js"
 import type { LastExit } from "../PluginManager.js"
 import type { SubprocessOptions } from "../SubprocessLoader.js"
 
-type PluginClient = RpcClient.RpcClient<RpcGroup.Rpcs<typeof PluginProtocol.HostToPlugin>, RpcClientError.RpcClientError>
+type PluginClient = RpcClient.RpcClient<
+  RpcGroup.Rpcs<typeof PluginProtocol.HostToPlugin>,
+  RpcClientError.RpcClientError
+>
 
 const runtimeEntry = fileURLToPath(import.meta.resolve("@blackhole/sdk/runtime"))
 
@@ -110,7 +113,11 @@ const hookEncoders = new Map<string, (payload: unknown) => unknown>(
 )
 
 /** Serves the plugin's calls to its context services from its sandbox. */
-const hostHandlers = (context: Context.Context<ContextServices>, plugin: () => PluginClient, hookScopes: Map<number, Scope.CloseableScope>) => {
+const hostHandlers = (
+  context: Context.Context<ContextServices>,
+  plugin: () => PluginClient,
+  hookScopes: Map<number, Scope.CloseableScope>
+) => {
   const logger = Context.get(context, PluginLogger)
   const events = Context.get(context, Events)
   const storage = Context.get(context, PluginStorage)
@@ -127,7 +134,9 @@ const hostHandlers = (context: Context.Context<ContextServices>, plugin: () => P
     Log: ({ level, message, annotations }) => logger.log(level, message, annotations),
     Publish: ({ type, data }) => events.publish(type, data),
     Subscribe: ({ pattern }) =>
-      Stream.unwrapScoped(Effect.map(events.subscribe(pattern), (stream) => Stream.concat(Stream.succeed(marker), stream))),
+      Stream.unwrapScoped(
+        Effect.map(events.subscribe(pattern), (stream) => Stream.concat(Stream.succeed(marker), stream))
+      ),
     StorageStore: ({ key, value }) => storage.store(key, value),
     StorageRetrieve: ({ key }) => Effect.map(storage.retrieve(key), Option.getOrNull),
     StorageDelete: ({ key }) => storage.delete(key),
@@ -176,7 +185,8 @@ const forwardOutput = (
   lines.on("line", (line) => {
     const now = Date.now()
     if (now - windowStart >= 1000) {
-      if (dropped > 0) log(`[${channel}] ${dropped} lines from ${pluginId} dropped (over ${linesPerSecond}/s)`)
+      if (dropped > 0)
+        log(`[${channel}] ${dropped} lines from ${pluginId} dropped (over ${linesPerSecond}/s)`)
       windowStart = now
       count = 0
       dropped = 0
@@ -202,11 +212,14 @@ export const make = (options: SubprocessOptions): PluginLoader => {
     Effect.gen(function* () {
       const secret = crypto.randomBytes(32).toString("hex")
       const main = path.resolve(options.directory, manifest.main)
-      if (options.dataDirectory !== undefined) fs.mkdirSync(options.dataDirectory, { recursive: true, mode: 0o700 })
+      if (options.dataDirectory !== undefined)
+        fs.mkdirSync(options.dataDirectory, { recursive: true, mode: 0o700 })
 
       // Heap cap a little under the RSS limit, so V8 fails with OOM before the sampler has to kill.
       const heapFlags =
-        maxMemoryBytes === undefined ? [] : [`--max-old-space-size=${Math.max(16, Math.floor((maxMemoryBytes * 0.75) / 1048576))}`]
+        maxMemoryBytes === undefined
+          ? []
+          : [`--max-old-space-size=${Math.max(16, Math.floor((maxMemoryBytes * 0.75) / 1048576))}`]
       const nodeArgs = [...heapFlags, ...(options.execArgv ?? []), runtimeEntry]
       const [command, args] =
         setpriv === undefined
@@ -264,21 +277,25 @@ export const make = (options: SubprocessOptions): PluginLoader => {
         }
       }
       // The process is ours until the plugin Scope closes: make sure it is gone then, whatever happened.
+      // By then the Stop call has run and the channel is closed, so a healthy runtime is exiting by itself;
+      // otherwise SIGTERM, the grace period, then SIGKILL. Finalizers are uninterruptible: the waits need
+      // an interruptible region for their timeouts.
+      const awaitExit = (millis: number) =>
+        Deferred.await(exited).pipe(Effect.timeoutOption(Duration.millis(millis)), Effect.interruptible)
       yield* Effect.addFinalizer(() =>
         Effect.gen(function* () {
-          const done = yield* Deferred.isDone(exited)
-          if (done) return
-          kill("killed", "SIGTERM")
-          const graceful = yield* Deferred.await(exited).pipe(Effect.timeoutOption(Duration.millis(stopGrace)))
-          if (Option.isNone(graceful)) {
-            kill("killed", "SIGKILL")
-            yield* Deferred.await(exited)
-          }
+          if (Option.isSome(yield* awaitExit(Math.min(1000, stopGrace)))) return
+          kill("clean", "SIGTERM")
+          if (Option.isSome(yield* awaitExit(stopGrace))) return
+          killReason = "killed"
+          kill("killed", "SIGKILL")
+          yield* Deferred.await(exited)
         })
       )
 
       yield* Effect.annotateLogs(Effect.logDebug(`spawned pid ${pid}`), { plugin: pluginId })
-      const log = (line: string) => Effect.runFork(Effect.logInfo(line).pipe(Effect.annotateLogs({ plugin: pluginId })))
+      const log = (line: string) =>
+        Effect.runFork(Effect.logInfo(line).pipe(Effect.annotateLogs({ plugin: pluginId })))
       const linesPerSecond = options.logLinesPerSecond ?? 200
       forwardOutput(child.stdout!, pluginId, "stdout", linesPerSecond, log)
       forwardOutput(child.stderr!, pluginId, "stderr", linesPerSecond, log)
@@ -333,8 +350,13 @@ export const make = (options: SubprocessOptions): PluginLoader => {
 
       let client: PluginClient | undefined
       const hookScopes = new Map<number, Scope.CloseableScope>()
-      yield* Effect.addFinalizer(() => Effect.forEach(hookScopes.values(), (scope) => Scope.close(scope, Exit.void)))
-      yield* RpcServer.make(PluginProtocol.PluginToHost, { disableTracing: true, concurrency: "unbounded" }).pipe(
+      yield* Effect.addFinalizer(() =>
+        Effect.forEach(hookScopes.values(), (scope) => Scope.close(scope, Exit.void))
+      )
+      yield* RpcServer.make(PluginProtocol.PluginToHost, {
+        disableTracing: true,
+        concurrency: "unbounded"
+      }).pipe(
         Effect.provide(PluginProtocol.PluginToHost.toLayer(hostHandlers(context, () => client!, hookScopes))),
         Effect.provideServiceEffect(RpcServer.Protocol, PluginChannel.serverProtocol(channel)),
         Effect.forkScoped
@@ -348,7 +370,11 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       const unavailable = Deferred.await(exited).pipe(
         Effect.flatMap((exit) =>
           Effect.fail(
-            new PluginUnavailable({ pluginId, state: "stopped", reason: `the plugin process ended (${exit.reason})` })
+            new PluginUnavailable({
+              pluginId,
+              state: "stopped",
+              reason: `the plugin process ended (${exit.reason})`
+            })
           )
         )
       )
@@ -358,8 +384,10 @@ export const make = (options: SubprocessOptions): PluginLoader => {
         Effect.raceFirst(
           Effect.catchIf(
             call,
-            (error): error is RpcClientError.RpcClientError => Predicate.hasProperty(error, RpcClientErrorModule.TypeId),
-            (error) => Effect.fail(new PluginUnavailable({ pluginId, state: "running", reason: error.message }))
+            (error): error is RpcClientError.RpcClientError =>
+              Predicate.hasProperty(error, RpcClientErrorModule.TypeId),
+            (error) =>
+              Effect.fail(new PluginUnavailable({ pluginId, state: "running", reason: error.message }))
           ) as Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError> | PluginUnavailable>,
           unavailable
         )
@@ -368,7 +396,8 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       const started = yield* guarded(pluginClient.Start({ config: rawConfigOf(context), nodeInfo })).pipe(
         Effect.timeoutFail({
           duration: Duration.millis(startTimeout),
-          onTimeout: () => new PluginFailure({ pluginId, reason: `the program did not start within ${startTimeout} ms` })
+          onTimeout: () =>
+            new PluginFailure({ pluginId, reason: `the program did not start within ${startTimeout} ms` })
         }),
         Effect.mapError((error) =>
           error._tag === "InvalidConfig" || error._tag === "PluginFailure"
@@ -404,7 +433,8 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       )
       yield* Effect.sync(() => {
         memoryBytes = readRss(pid)
-        if (maxMemoryBytes !== undefined && memoryBytes !== null && memoryBytes > maxMemoryBytes) kill("limit-memory")
+        if (maxMemoryBytes !== undefined && memoryBytes !== null && memoryBytes > maxMemoryBytes)
+          kill("limit-memory")
         const sockets = maxSockets === undefined ? null : countSockets(pid)
         if (sockets !== null && maxSockets !== undefined && sockets > maxSockets) kill("limit-sockets")
       }).pipe(
@@ -414,12 +444,16 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       )
 
       // Stop first asks the program to run its finalizers; the process finalizer above then ends it.
+      // Finalizers run uninterruptibly: the race and the timeout need an interruptible region to end their losers.
       yield* Effect.addFinalizer(() =>
-        pluginClient.Stop().pipe(
-          Effect.timeoutOption(Duration.millis(stopGrace)),
-          Effect.raceFirst(Deferred.await(exited)),
-          Effect.ignore
-        )
+        pluginClient
+          .Stop()
+          .pipe(
+            Effect.timeoutOption(Duration.millis(stopGrace)),
+            Effect.raceFirst(Deferred.await(exited)),
+            Effect.ignore,
+            Effect.interruptible
+          )
       )
 
       const services = started.services.map((service) => {
