@@ -14,12 +14,15 @@ import * as Layer from "effect/Layer"
 import * as CoreMesh from "./CoreMesh.js"
 import * as EventBus from "./EventBus.js"
 import * as HookRegistry from "./HookRegistry.js"
+import * as HotReload from "./HotReload.js"
 import * as Identity from "./Identity.js"
+import * as PluginDiscovery from "./PluginDiscovery.js"
 import * as PluginManager from "./PluginManager.js"
 import * as ResourceLimiter from "./ResourceLimiter.js"
 import * as ServiceRegistry from "./ServiceRegistry.js"
 import * as Storage from "./Storage.js"
 import * as StorageBackend from "./StorageBackend.js"
+import * as SubprocessLoader from "./SubprocessLoader.js"
 
 /** This node's version (compared with plugin manifests' `compatibility`). */
 export const version = "0.1.0"
@@ -41,6 +44,15 @@ export interface NodeConfig {
   readonly grants?: Readonly<Record<string, ReadonlyArray<string>>>
   /** Raw configuration by plugin id (used when a CompiledPlugin carries none). */
   readonly pluginConfig?: Readonly<Record<string, unknown>>
+  /** Directories searched for plugins (`plugin.json`); each found plugin runs in its own subprocess. */
+  readonly discovery?: { readonly directories: ReadonlyArray<string> }
+  /** Development mode: restart a discovered plugin when its files change. */
+  readonly development?: { readonly hotReload?: boolean }
+  /** Restart policy of supervised plugins, and per-plugin overrides by id. */
+  readonly restart?: PluginManager.RestartPolicy
+  readonly pluginRestart?: Readonly<Record<string, PluginManager.RestartPolicy>>
+  /** How plugin processes are run (heartbeat, grace, frame cap…). */
+  readonly subprocess?: Omit<SubprocessLoader.SubprocessOptions, "directory" | "manifest" | "dataDirectory">
   readonly events?: { readonly capacity?: number; readonly overflow?: EventBus.OverflowPolicy }
   readonly hooks?: { readonly defaultTimeoutMillis?: number; readonly failOpen?: boolean }
   readonly mesh?: ServiceRegistry.Options
@@ -76,7 +88,34 @@ const launch = (config: NodeConfig) =>
           .register(definition, { config: pluginConfig })
           .pipe(Effect.catchAll((error) => Effect.logError(`plugin ${id} not registered: ${error.message}`)))
       }
+      const dataDir = dataDirOf(config)
+      const discovery = yield* PluginDiscovery.discover(config.discovery?.directories ?? [], {
+        exclude: [dataDir]
+      })
+      for (const problem of discovery.problems) {
+        yield* Effect.logError(`plugin in ${problem.directory} not loaded: ${problem.error.message}`)
+      }
+      for (const { directory, manifest } of discovery.plugins) {
+        const loader = SubprocessLoader.make({
+          ...config.subprocess,
+          directory,
+          manifest,
+          dataDirectory: nodePath.join(dataDir, "plugin-data", manifest.id)
+        })
+        const restart = config.pluginRestart?.[manifest.id]
+        yield* manager
+          .registerWith(manifest, loader, {
+            config: config.pluginConfig?.[manifest.id],
+            ...(restart === undefined ? {} : { restart })
+          })
+          .pipe(
+            Effect.catchAll((error) =>
+              Effect.logError(`plugin ${manifest.id} not registered: ${error.message}`)
+            )
+          )
+      }
       yield* manager.startAll
+      if (config.development?.hotReload === true) yield* HotReload.watch(discovery.plugins)
     })
   )
 

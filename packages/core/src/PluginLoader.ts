@@ -41,6 +41,8 @@ export interface LoadedPlugin {
 /** What a loader is given to start a plugin. */
 export interface LoadContext {
   readonly manifest: PluginManifest
+  /** The plugin's effective grants (e.g. `fs:write:<path>` widens its process sandbox). */
+  readonly granted: ReadonlyArray<string>
   readonly context: Context.Context<ContextServices>
 }
 

@@ -122,7 +122,11 @@ export class PluginManager extends Context.Tag("@blackhole/core/PluginManager")<
     readonly start: (id: string) => Effect.Effect<void, StartError>
     /** Idempotent: stopping a stopped plugin succeeds. */
     readonly stop: (id: string) => Effect.Effect<void, PluginNotFound>
-    readonly restart: (id: string) => Effect.Effect<void, StartError>
+    /** Stops and starts again; with `drainMillis`, in-flight calls get that long to finish first. */
+    readonly restart: (
+      id: string,
+      options?: { readonly drainMillis?: number }
+    ) => Effect.Effect<void, StartError>
     /** Starts every registered plugin in dependency order; failures are recorded per plugin, not raised. */
     readonly startAll: Effect.Effect<void>
     /** Stops every plugin in reverse dependency order. */

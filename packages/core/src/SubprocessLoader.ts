@@ -33,6 +33,13 @@ export interface SubprocessOptions {
   readonly sampleIntervalMillis?: number
   /** Lines per second of plugin output passed to the host log; more are counted and dropped. Default 200. */
   readonly logLinesPerSecond?: number
+  /**
+   * Process-level restrictions. `permission` (default): Node's permission model — reads limited to the
+   * plugin's directory and the runtime's libraries, writes to its data directory and granted
+   * `fs:write:<path>`s, no child processes, workers, addons or inspector. A seat belt, not a security
+   * boundary (see docs/sandbox.md). `none`: no restrictions (debugging).
+   */
+  readonly sandbox?: "permission" | "none"
   /** Extra node flags for the child (the host's own execArgv are never inherited). */
   readonly execArgv?: ReadonlyArray<string>
 }

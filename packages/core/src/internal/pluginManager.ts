@@ -30,7 +30,7 @@ import type {
   StartError
 } from "../PluginManager.js"
 import { PluginManager } from "../PluginManager.js"
-import { ResourceLimiter } from "../ResourceLimiter.js"
+import { type Quota, ResourceLimiter } from "../ResourceLimiter.js"
 import * as Sandbox from "../Sandbox.js"
 import { ServiceRegistry } from "../ServiceRegistry.js"
 import { Storage } from "../Storage.js"
@@ -55,6 +55,7 @@ interface Entry {
 interface Running {
   readonly scope: Scope.CloseableScope
   readonly loaded: PluginLoader.LoadedPlugin
+  readonly quota: Quota
 }
 
 const defaultRestart: Required<RestartPolicy> = {
@@ -225,7 +226,7 @@ export const layer = (options: Options) =>
             }).pipe(Effect.provide(sandboxContext))
             const scope = yield* Scope.make()
             const loaded = yield* Effect.gen(function* () {
-              const loaded = yield* entry.loader.load({ manifest, context })
+              const loaded = yield* entry.loader.load({ manifest, context, granted })
               for (const served of loaded.services) {
                 if (!manifest.services.includes(served.contract.name)) {
                   return yield* new PluginFailure({
@@ -244,7 +245,7 @@ export const layer = (options: Options) =>
               Scope.extend(scope),
               Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
             )
-            return { scope, loaded }
+            return { scope, loaded, quota }
           }).pipe(
             Effect.tapError((error) => transition(entry, "failed", messageOf(error))),
             Effect.onInterrupt(() => transition(entry, "failed", "start was interrupted"))
@@ -429,9 +430,18 @@ export const layer = (options: Options) =>
             })
           ),
         stop: (id) => withEntry(id, stopEntry),
-        restart: (id) =>
+        restart: (id, restartOptions) =>
           withEntry(id, (entry) =>
             Effect.gen(function* () {
+              const running = entry.running
+              const drainMillis = restartOptions?.drainMillis ?? 0
+              if (running !== undefined && drainMillis > 0) {
+                // Let calls already in flight finish (up to the drain timeout) before the old instance goes.
+                const deadline = Date.now() + drainMillis
+                while ((yield* running.quota.usage).inbound > 0 && Date.now() < deadline) {
+                  yield* Effect.sleep(Duration.millis(10))
+                }
+              }
               yield* stopEntry(entry)
               yield* transition(entry, "restarting")
               entry.restarts += 1

@@ -92,6 +92,62 @@ const countSockets = (pid: number): number | null => {
   }
 }
 
+const realpath = (file: string): string => {
+  try {
+    return fs.realpathSync(file)
+  } catch {
+    return path.resolve(file)
+  }
+}
+
+/** Every `node_modules` directory module resolution may visit from `directory` upwards. */
+const nodeModulesAbove = (directory: string): Array<string> => {
+  const found: Array<string> = []
+  for (let dir = directory; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, "node_modules")
+    if (fs.existsSync(candidate)) found.push(realpath(candidate))
+    if (path.dirname(dir) === dir) return found
+  }
+}
+
+/** The runtime's own package (the SDK), resolved through workspace symlinks as the ESM loader does. */
+const runtimePackage = realpath(path.dirname(path.dirname(runtimeEntry)))
+const permissionFlag =
+  Number(process.versions.node.split(".")[0]) >= 22 ? "--permission" : "--experimental-permission"
+
+/** Node's permission model flags for one plugin (Node 20 wants one `--allow-fs-*` per path). */
+const permissionFlags = (options: {
+  readonly pluginDirectory: string
+  readonly dataDirectory: string | undefined
+  readonly granted: ReadonlyArray<string>
+}): Array<string> => {
+  const pluginDirectory = realpath(options.pluginDirectory)
+  const reads = new Set([
+    pluginDirectory,
+    runtimePackage,
+    ...nodeModulesAbove(pluginDirectory),
+    ...nodeModulesAbove(runtimePackage)
+  ])
+  const writes = new Set<string>()
+  if (options.dataDirectory !== undefined) {
+    reads.add(realpath(options.dataDirectory))
+    writes.add(realpath(options.dataDirectory))
+  }
+  for (const permission of options.granted) {
+    const match = /^fs:(read|write|\*):(\/.*)$/.exec(permission)
+    if (match === null) continue
+    const target = realpath(match[2]!)
+    reads.add(target)
+    if (match[1] !== "read") writes.add(target)
+  }
+  return [
+    permissionFlag,
+    "--disable-warning=ExperimentalWarning",
+    ...Array.from(reads, (dir) => `--allow-fs-read=${dir}`),
+    ...Array.from(writes, (dir) => `--allow-fs-write=${dir}`)
+  ]
+}
+
 /** A contract with the shape the plugin reported: the host checks access classes, the plugin checks payloads. */
 const shapeContract = (service: typeof PluginProtocol.ServedService.Type): ServiceContract.Any => {
   const rpcs = service.methods.map((method) => {
@@ -208,7 +264,7 @@ export const make = (options: SubprocessOptions): PluginLoader => {
   const maxFrameBytes = options.maxFrameBytes ?? Framing.defaultMaxFrameBytes
   const { maxMemoryBytes, maxSockets } = PluginManifest.resourceLimits(manifest)
 
-  const load = ({ context }: LoadContext) =>
+  const load = ({ context, granted }: LoadContext) =>
     Effect.gen(function* () {
       const secret = crypto.randomBytes(32).toString("hex")
       const main = path.resolve(options.directory, manifest.main)
@@ -220,7 +276,17 @@ export const make = (options: SubprocessOptions): PluginLoader => {
         maxMemoryBytes === undefined
           ? []
           : [`--max-old-space-size=${Math.max(16, Math.floor((maxMemoryBytes * 0.75) / 1048576))}`]
-      const nodeArgs = [...heapFlags, ...(options.execArgv ?? []), runtimeEntry]
+      if (options.dataDirectory !== undefined)
+        fs.mkdirSync(options.dataDirectory, { recursive: true, mode: 0o700 })
+      const sandboxFlags =
+        options.sandbox === "none"
+          ? []
+          : permissionFlags({
+              pluginDirectory: options.directory,
+              dataDirectory: options.dataDirectory,
+              granted
+            })
+      const nodeArgs = [...heapFlags, ...sandboxFlags, ...(options.execArgv ?? []), runtimeEntry]
       const [command, args] =
         setpriv === undefined
           ? [process.execPath, nodeArgs]
