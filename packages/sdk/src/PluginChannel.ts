@@ -8,6 +8,7 @@
 
 import type { Duplex } from "node:stream"
 import * as RpcClient from "@effect/rpc/RpcClient"
+import * as RpcClientError from "@effect/rpc/RpcClientError"
 import type { FromClientEncoded, FromServerEncoded } from "@effect/rpc/RpcMessage"
 import * as RpcServer from "@effect/rpc/RpcServer"
 import * as Deferred from "effect/Deferred"
@@ -37,7 +38,19 @@ export interface Channel {
   readonly toClient: Queue.Queue<FromServerEncoded>
   /** Ends the channel (idempotent). */
   readonly close: Effect.Effect<void>
+  readonly isOpen: () => boolean
 }
+
+const closedError = (reason: CloseReason) =>
+  new RpcClientError.RpcClientError({
+    reason: "Protocol",
+    message:
+      reason._tag === "Ended"
+        ? "the channel closed"
+        : reason._tag === "Invalid"
+          ? `the channel closed: ${reason.error.message}`
+          : `the channel failed: ${reason.message}`
+  })
 
 /** Options of a channel. */
 export interface ChannelOptions {
@@ -63,6 +76,8 @@ export const make = (
       open = false
       stream.off("data", onData)
       stream.destroy()
+      // Calls still waiting for an answer fail now, with a typed error, instead of hanging.
+      toClient.unsafeOffer({ _tag: "ClientProtocolError", error: closedError(reason) } as unknown as FromServerEncoded)
       Deferred.unsafeDone(closed, Effect.succeed(reason))
     }
 
@@ -120,7 +135,16 @@ export const make = (
 
     const close = Effect.sync(() => finish({ _tag: "Ended" }))
     yield* Effect.addFinalizer(() => close)
-    return { send, control, closed, pendingBytes: () => decoder.pending, toServer, toClient, close }
+    return {
+      send,
+      control,
+      closed,
+      pendingBytes: () => decoder.pending,
+      toServer,
+      toClient,
+      close,
+      isOpen: () => open
+    }
   })
 
 /** Drains a queue into a protocol's writer, forever (in the current Scope); waits when it is empty. */
@@ -161,7 +185,10 @@ export const clientProtocol = (
     Effect.gen(function* () {
       yield* pump(channel.toClient, writeResponse)
       return {
-        send: (request) => Effect.sync(() => channel.send(Framing.Kind.ToServer, request)),
+        send: (request) =>
+          channel.isOpen()
+            ? Effect.sync(() => channel.send(Framing.Kind.ToServer, request))
+            : Effect.fail(new RpcClientError.RpcClientError({ reason: "Protocol", message: "the channel is closed" })),
         supportsAck: true,
         supportsTransferables: false
       }

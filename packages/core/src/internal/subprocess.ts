@@ -432,31 +432,25 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       )
       const pluginClient = client
 
-      // In-flight calls end promptly with a typed error when the process goes away.
-      const unavailable = Deferred.await(exited).pipe(
-        Effect.flatMap((exit) =>
-          Effect.fail(
-            new PluginUnavailable({
-              pluginId,
-              state: "stopped",
-              reason: `the plugin process ended (${exit.reason})`
-            })
-          )
-        )
-      )
+      // When the process goes away the channel closes and every call in flight fails with a
+      // RpcClientError: it reaches the caller as PluginUnavailable, promptly. No per-call race needed.
       const guarded = <A, E>(
         call: Effect.Effect<A, E | RpcClientError.RpcClientError>
       ): Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError> | PluginUnavailable> =>
-        Effect.raceFirst(
-          Effect.catchIf(
-            call,
-            (error): error is RpcClientError.RpcClientError =>
-              Predicate.hasProperty(error, RpcClientErrorModule.TypeId),
-            (error) =>
-              Effect.fail(new PluginUnavailable({ pluginId, state: "running", reason: error.message }))
-          ) as Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError> | PluginUnavailable>,
-          unavailable
-        )
+        Effect.catchIf(
+          call,
+          (error): error is RpcClientError.RpcClientError => Predicate.hasProperty(error, RpcClientErrorModule.TypeId),
+          (error) =>
+            Effect.flatMap(Deferred.poll(exited), (exit) =>
+              Effect.fail(
+                new PluginUnavailable({
+                  pluginId,
+                  state: Option.isSome(exit) ? "stopped" : "running",
+                  reason: `the plugin process is gone (${error.message})`
+                })
+              )
+            )
+        ) as Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError> | PluginUnavailable>
 
       const nodeInfo = Context.get(context, NodeInfo)
       const started = yield* guarded(pluginClient.Start({ config: rawConfigOf(context), nodeInfo })).pipe(

@@ -1,0 +1,527 @@
+/**
+ * Faults of subprocess plugins, each with a real child process: killed mid-call, hung, out of
+ * memory, over its socket limit, garbage on the channel, a crash loop, SIGTERM ignored, the host
+ * itself killed, and a graceful stop. Every check reads the host's side (the manager's view, the
+ * process table), not what the plugin says about itself.
+ */
+import { PluginUnavailable } from "@blackhole/sdk/Errors"
+import * as PluginManifest from "@blackhole/sdk/PluginManifest"
+import * as ServiceContract from "@blackhole/sdk/ServiceContract"
+import * as Rpc from "@effect/rpc/Rpc"
+import * as RpcGroup from "@effect/rpc/RpcGroup"
+import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as childProcess from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as readline from "node:readline"
+import { fileURLToPath } from "node:url"
+import { EventBus } from "../src/EventBus.js"
+import * as NodeTest from "../src/NodeTest.js"
+import { type PluginInfo, PluginManager, type RestartPolicy } from "../src/PluginManager.js"
+import * as Principal from "../src/Principal.js"
+import { ServiceRegistry } from "../src/ServiceRegistry.js"
+import * as SubprocessLoader from "../src/SubprocessLoader.js"
+
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url))
+
+// The fixtures' contracts, as a caller declares them (the plugins' own copies live in their index.mjs).
+const Echo = ServiceContract.make(
+  "echo",
+  RpcGroup.make(
+    ServiceContract.read(Rpc.make("echo", { payload: { text: Schema.String }, success: Schema.String })),
+    ServiceContract.read(Rpc.make("pid", { success: Schema.Number })),
+    ServiceContract.admin(Rpc.make("busyLoop")),
+    ServiceContract.read(Rpc.make("sleep", { payload: { millis: Schema.Number } }))
+  )
+)
+const Hog = ServiceContract.make(
+  "hog",
+  RpcGroup.make(
+    ServiceContract.read(Rpc.make("pid", { success: Schema.Number })),
+    ServiceContract.admin(Rpc.make("allocate"))
+  )
+)
+const Sockets = ServiceContract.make(
+  "sockets",
+  RpcGroup.make(
+    ServiceContract.read(Rpc.make("pid", { success: Schema.Number })),
+    ServiceContract.admin(Rpc.make("open", { payload: { count: Schema.Number }, success: Schema.Number }))
+  )
+)
+const Babbler = ServiceContract.make(
+  "babbler",
+  RpcGroup.make(
+    ServiceContract.read(Rpc.make("pid", { success: Schema.Number })),
+    ServiceContract.admin(Rpc.make("write", { payload: { hex: Schema.String } })),
+    ServiceContract.admin(Rpc.make("writeAndExit", { payload: { hex: Schema.String, code: Schema.Number } }))
+  )
+)
+const Stubborn = ServiceContract.make(
+  "stubborn",
+  RpcGroup.make(
+    ServiceContract.read(Rpc.make("pid", { success: Schema.Number })),
+    ServiceContract.read(Rpc.make("sleep", { payload: { millis: Schema.Number } }))
+  )
+)
+
+/** Short intervals so each fault resolves in a second or two. */
+const fastLoader: Partial<SubprocessLoader.SubprocessOptions> = {
+  heartbeatIntervalMillis: 250,
+  heartbeatDeadlineMillis: 1500,
+  stopGraceMillis: 1000,
+  sampleIntervalMillis: 100
+}
+const fastRestart: RestartPolicy = { initialDelayMillis: 50, maxRestarts: 3, windowMillis: 10_000 }
+
+/** Registers and starts the fixture plugin in `fixtures/plugins/<name>`; returns its id. */
+const startFixture = (
+  name: string,
+  options: {
+    readonly loader?: Partial<SubprocessLoader.SubprocessOptions>
+    readonly restart?: RestartPolicy
+    readonly config?: unknown
+  } = {}
+) =>
+  Effect.gen(function* () {
+    const manager = yield* PluginManager
+    const id = yield* register(name, options)
+    yield* manager.start(id)
+    return id
+  })
+
+/** Registers the fixture plugin in `fixtures/plugins/<name>` without starting it; returns its id. */
+const register = (
+  name: string,
+  options: {
+    readonly loader?: Partial<SubprocessLoader.SubprocessOptions>
+    readonly restart?: RestartPolicy
+    readonly config?: unknown
+  } = {}
+) =>
+  Effect.gen(function* () {
+    const directory = path.join(fixtures, "plugins", name)
+    const manifest = yield* PluginManifest.decodeJson(
+      fs.readFileSync(path.join(directory, "plugin.json"), "utf8"),
+      directory
+    )
+    const manager = yield* PluginManager
+    yield* manager.registerWith(
+      manifest,
+      SubprocessLoader.make({ directory, manifest, ...fastLoader, ...options.loader }),
+      { config: options.config ?? {}, restart: options.restart ?? fastRestart }
+    )
+    return manifest.id
+  })
+
+/** Polls `probe` every 50 ms until `ok` holds; dies naming `what` and the last value after `timeoutMillis`. */
+const waitFor = <A, E, R>(
+  probe: Effect.Effect<A, E, R>,
+  ok: (value: A) => boolean,
+  what: string,
+  timeoutMillis = 5000
+) =>
+  Effect.gen(function* () {
+    const deadline = Date.now() + timeoutMillis
+    for (;;) {
+      const value = yield* probe
+      if (ok(value)) return value
+      if (Date.now() > deadline) {
+        return yield* Effect.dieMessage(
+          `not reached within ${timeoutMillis} ms: ${what}; last: ${JSON.stringify(value)}`
+        )
+      }
+      yield* Effect.sleep(Duration.millis(50))
+    }
+  })
+
+/** The manager's view of a plugin. */
+const info = (id: string) => Effect.flatMap(PluginManager, (manager) => manager.get(id))
+
+/** Waits until the plugin runs again in a process other than `oldPid`. */
+const restartedFrom = (id: string, oldPid: number, timeoutMillis = 5000) =>
+  waitFor(
+    info(id),
+    (plugin) => plugin.state === "running" && plugin.pid !== null && plugin.pid !== oldPid,
+    `${id} running again in a new process (old pid ${oldPid})`,
+    timeoutMillis
+  )
+
+/** The state letter of `/proc/<pid>/stat`, or null when there is no such process. */
+const procState = (pid: number): string | null => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    // "pid (comm) S ..." — comm may itself contain spaces and parentheses.
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)
+  } catch {
+    return null
+  }
+}
+
+/** Gone: no such process, or a zombie awaiting its reaper. */
+const isGone = (pid: number) => {
+  const state = procState(pid)
+  return state === null || state === "Z"
+}
+
+/** The typed failure a call ended with, or a test failure naming what it ended with instead. */
+const failureOf = <A, E>(exit: Exit.Exit<A, E>): E => {
+  if (Exit.isSuccess(exit)) return assert.fail(`expected a failure, got success ${JSON.stringify(exit.value)}`)
+  const failure = Cause.failureOption(exit.cause)
+  if (Option.isNone(failure)) return assert.fail(`expected a typed failure, got ${Cause.pretty(exit.cause)}`)
+  return failure.value
+}
+
+/** Awaits a forked call for at most `millis`; dies if it is still running then. */
+const awaitCall = <A, E>(fiber: Fiber.Fiber<A, E>, millis: number, what: string) =>
+  Fiber.await(fiber).pipe(
+    Effect.timeoutFail({
+      duration: Duration.millis(millis),
+      onTimeout: () => new Error(`${what} still in flight after ${millis} ms`)
+    }),
+    Effect.orDie
+  )
+
+const hex = (bytes: ReadonlyArray<number> | Buffer) => Buffer.from(bytes).toString("hex")
+
+describe("subprocess faults: the process dies", () => {
+  it.scopedLive("SIGKILL mid-call: the call fails with PluginUnavailable, the plugin restarts", () =>
+    Effect.gen(function* () {
+      const id = yield* startFixture("echo")
+      const echo = (yield* ServiceRegistry).client(Principal.operator, Echo)
+      const pid = yield* echo.pid()
+      assert.notStrictEqual(pid, process.pid)
+      assert.strictEqual((yield* info(id)).pid, pid)
+
+      const call = yield* Effect.fork(echo.sleep({ millis: 10_000 }))
+      // The call is in flight once the plugin is in its handler; give the frame a moment to cross.
+      yield* Effect.sleep(Duration.millis(200))
+      assert.isNull(call.unsafePoll())
+      process.kill(pid, "SIGKILL")
+
+      const error = failureOf(yield* awaitCall(call, 3000, "the call to the killed plugin"))
+      assert.instanceOf(error, PluginUnavailable)
+
+      const after = yield* restartedFrom(id, pid)
+      assert.isAtLeast(after.restarts, 1)
+      assert.strictEqual(after.lastExit?.reason, "killed")
+      assert.strictEqual(after.lastExit?.signal, "SIGKILL")
+      assert.isTrue(isGone(pid))
+      assert.strictEqual(yield* echo.echo({ text: "still here" }), "still here")
+      assert.strictEqual(yield* echo.pid(), after.pid)
+    }).pipe(Effect.provide(NodeTest.layer()))
+  )
+
+  it.scopedLive("a busy loop misses the heartbeat deadline: killed as hung, restarted within 5 s", () =>
+    Effect.gen(function* () {
+      const id = yield* startFixture("echo")
+      const echo = (yield* ServiceRegistry).client(Principal.operator, Echo)
+      const pid = yield* echo.pid()
+
+      const loop = yield* Effect.fork(echo.busyLoop())
+      const after = yield* restartedFrom(id, pid, 5000 + fastLoader.heartbeatDeadlineMillis!)
+      assert.strictEqual(after.lastExit?.reason, "hang")
+      assert.isAtLeast(after.restarts, 1)
+      assert.isTrue(isGone(pid))
+      assert.instanceOf(failureOf(yield* awaitCall(loop, 1000, "the busy-loop call")), PluginUnavailable)
+      assert.strictEqual(yield* echo.echo({ text: "awake" }), "awake")
+      assert.strictEqual(yield* echo.pid(), after.pid)
+    }).pipe(Effect.provide(NodeTest.layer()))
+  )
+
+  it.scopedLive("a heap blow-up under maxMemory 64MB is classified oom or limit-memory and restarted", () =>
+    Effect.gen(function* () {
+      const id = yield* startFixture("fault-hog")
+      const hog = (yield* ServiceRegistry).client(Principal.operator, Hog)
+      const pid = yield* hog.pid()
+      // Idle, it runs within its limit (the RSS sampler does not kill it at rest).
+      const idle = yield* info(id)
+      assert.strictEqual(idle.state, "running")
+      assert.isNotNull(idle.memoryBytes)
+
+      const call = yield* Effect.fork(hog.allocate())
+      const after = yield* restartedFrom(id, pid, 10_000)
+      assert.include(["oom", "limit-memory"], after.lastExit?.reason)
+      assert.isAtLeast(after.restarts, 1)
+      assert.instanceOf(failureOf(yield* awaitCall(call, 1000, "the allocating call")), PluginUnavailable)
+      assert.strictEqual(yield* hog.pid(), after.pid)
+    }).pipe(Effect.provide(NodeTest.layer()))
+  )
+
+  it.scopedLive("more open sockets than maxSockets 2 is a limit kill, then a restart", () =>
+    Effect.gen(function* () {
+      const id = yield* startFixture("fault-sockets")
+      const sockets = (yield* ServiceRegistry).client(Principal.operator, Sockets)
+      const pid = yield* sockets.pid()
+
+      // Loopback only: a server on 127.0.0.1 and ten connections to it, held open.
+      yield* Effect.fork(sockets.open({ count: 10 }))
+      const after = yield* restartedFrom(id, pid)
+      assert.strictEqual(after.lastExit?.reason, "limit-sockets")
+      assert.isAtLeast(after.restarts, 1)
+      assert.isTrue(isGone(pid))
+      assert.strictEqual(yield* sockets.pid(), after.pid)
+    }).pipe(Effect.provide(NodeTest.layer()))
+  )
+})
+
+/** A frame header: u32 big-endian length (kind + body), u8 kind. */
+const header = (length: number, kind: number) => {
+  const bytes = Buffer.alloc(5)
+  bytes.writeUInt32BE(length, 0)
+  bytes.writeUInt8(kind, 4)
+  return bytes
+}
+
+/** Bytes the babbler writes straight to its channel, each of which must fail it. */
+const babble: ReadonlyArray<{ readonly name: string; readonly bytes: Buffer }> = [
+  { name: "raw text that is no frame", bytes: Buffer.from("garbage") },
+  { name: "a header announcing 4 GiB", bytes: Buffer.from([0xff, 0xff, 0xff, 0xff, 1]) },
+  { name: "a well-sized frame whose body is not JSON", bytes: Buffer.concat([header(9, 2), Buffer.from("{not json")]) },
+  { name: "a frame of an unknown kind", bytes: Buffer.concat([header(3, 9), Buffer.from("{}")]) }
+]
+
+describe("subprocess faults: garbage on the channel", () => {
+  it.scopedLive("invalid bytes fail the plugin and it restarts; the host and other plugins are fine, memory flat", () =>
+    Effect.gen(function* () {
+      const manager = yield* PluginManager
+      const registry = yield* ServiceRegistry
+      const echo = registry.client(Principal.operator, Echo)
+      const babbler = registry.client(Principal.operator, Babbler)
+      yield* startFixture("echo")
+      const id = yield* startFixture("fault-babbler", { restart: { ...fastRestart, maxRestarts: 10 } })
+      const rssBefore = process.memoryUsage().rss
+
+      for (const { name, bytes } of babble) {
+        const pid = yield* babbler.pid()
+        const restartsBefore = (yield* manager.get(id)).restarts
+        // The call may answer before the host reads the garbage, or fail with the process: either is fine.
+        yield* Effect.exit(babbler.write({ hex: hex(bytes) }))
+        const after = yield* restartedFrom(id, pid).pipe(
+          Effect.catchAllDefect((defect) => Effect.dieMessage(`${name}: ${String(defect)}`))
+        )
+        assert.strictEqual(after.lastExit?.reason, "crash", name)
+        assert.isAbove(after.restarts, restartsBefore, name)
+        assert.isTrue(isGone(pid), name)
+        // The other plugin never noticed.
+        assert.strictEqual(yield* echo.echo({ text: name }), name)
+      }
+      const grown = process.memoryUsage().rss - rssBefore
+      assert.isBelow(grown, 100 * 1024 * 1024, `host RSS grew by ${grown} bytes`)
+    }).pipe(Effect.provide(NodeTest.layer()))
+  )
+
+  it.scopedLive("a truncated frame and then exit(1) fails the plugin and it restarts", () =>
+    Effect.gen(function* () {
+      const babbler = (yield* ServiceRegistry).client(Principal.operator, Babbler)
+      const id = yield* startFixture("fault-babbler")
+      const pid = yield* babbler.pid()
+      const truncated = Buffer.concat([header(1000, 2), Buffer.from('{"_tag":"Exit"')])
+      yield* Effect.exit(babbler.writeAndExit({ hex: hex(truncated), code: 1 }))
+      const after = yield* restartedFrom(id, pid)
+      assert.strictEqual(after.lastExit?.reason, "crash")
+      assert.isAtLeast(after.restarts, 1)
+    }).pipe(Effect.provide(NodeTest.layer()))
+  )
+
+  it.scopedLive("a truncated frame and then exit(0) still fails the plugin (not a clean stop) and it restarts", () =>
+    Effect.gen(function* () {
+      const babbler = (yield* ServiceRegistry).client(Principal.operator, Babbler)
+      const id = yield* startFixture("fault-babbler")
+      const pid = yield* babbler.pid()
+      const truncated = Buffer.concat([header(1000, 2), Buffer.from('{"_tag":"Exit"')])
+      yield* Effect.exit(babbler.writeAndExit({ hex: hex(truncated), code: 0 }))
+      const after = yield* restartedFrom(id, pid)
+      assert.strictEqual(after.lastExit?.reason, "crash")
+      assert.isAtLeast(after.restarts, 1)
+    }).pipe(Effect.provide(NodeTest.layer()))
+  )
+
+  it.scopedLive("garbage while the program starts fails the start with a typed error; the host is fine", () =>
+    Effect.gen(function* () {
+      const manager = yield* PluginManager
+      const rssBefore = process.memoryUsage().rss
+      for (const { name, bytes } of babble.slice(0, 2)) {
+        const id = yield* register("fault-babbler", { config: { onStart: hex(bytes) } })
+        const error = failureOf(yield* Effect.exit(manager.start(id)))
+        assert.strictEqual(error._tag, "PluginFailure", name)
+        const after = yield* manager.get(id)
+        assert.strictEqual(after.state, "failed", name)
+        assert.isNull(after.pid, name)
+        yield* manager.unregister(id)
+      }
+      const grown = process.memoryUsage().rss - rssBefore
+      assert.isBelow(grown, 100 * 1024 * 1024, `host RSS grew by ${grown} bytes`)
+    }).pipe(Effect.provide(NodeTest.layer()))
+  )
+})
+
+describe("subprocess faults: supervision", () => {
+  it.scopedLive("a crash loop is quarantined after maxRestarts within the window; start lifts it", () =>
+    Effect.gen(function* () {
+      const manager = yield* PluginManager
+      const bus = yield* EventBus
+      const quarantines = yield* bus.subscribe("plugin.quarantined")
+      const id = yield* startFixture("fault-crashloop")
+
+      const quarantined = yield* waitFor(
+        info(id),
+        (plugin) => plugin.state === "quarantined",
+        "the crash loop quarantined",
+        20_000
+      )
+      assert.strictEqual(quarantined.restarts, fastRestart.maxRestarts)
+      assert.strictEqual(quarantined.lastExit?.reason, "crash")
+      assert.strictEqual(quarantined.lastExit?.code, 1)
+      assert.isNull(quarantined.pid)
+      const event = yield* quarantines.stream.pipe(Stream.take(1), Stream.runCollect, Effect.map(Chunk.unsafeHead))
+      assert.match(String((event.data as { reason?: unknown }).reason), /quarantine/)
+
+      // No further restarts until asked (well past every backoff delay).
+      yield* Effect.sleep(Duration.millis(500))
+      const still = yield* manager.get(id)
+      assert.strictEqual(still.state, "quarantined")
+      assert.strictEqual(still.restarts, quarantined.restarts)
+
+      yield* manager.start(id)
+      const lifted = yield* manager.get(id)
+      assert.strictEqual(lifted.state, "running")
+      assert.isNotNull(lifted.pid)
+    }).pipe(Effect.provide(NodeTest.layer()))
+  )
+
+  // BUG: see the report — a quarantine's reason is only in the plugin.quarantined event; PluginInfo.error stays null.
+  it.scopedLive.skip("a quarantined plugin reports why in PluginInfo.error", () =>
+    Effect.gen(function* () {
+      const id = yield* startFixture("fault-crashloop")
+      const quarantined = yield* waitFor(
+        info(id),
+        (plugin) => plugin.state === "quarantined",
+        "the crash loop quarantined",
+        20_000
+      )
+      assert.match(quarantined.error ?? "", /quarantine/)
+    }).pipe(Effect.provide(NodeTest.layer()))
+  )
+
+  it.scopedLive("SIGTERM ignored and a 60 s finalizer: stop still ends the process with SIGKILL after the grace", () =>
+    Effect.gen(function* () {
+      const manager = yield* PluginManager
+      const grace = fastLoader.stopGraceMillis!
+      const id = yield* startFixture("fault-stubborn")
+      const pid = yield* (yield* ServiceRegistry).client(Principal.operator, Stubborn).pid()
+
+      const started = Date.now()
+      yield* manager.stop(id)
+      const took = Date.now() - started
+      // Stop call (≤ grace) → channel closed, a short wait (≤ min(1 s, grace)) → SIGTERM → grace → SIGKILL.
+      assert.isBelow(took, 3 * grace + 2000, `stop took ${took} ms`)
+      assert.isTrue(isGone(pid), `pid ${pid} is ${procState(pid)}`)
+      const after = yield* manager.get(id)
+      assert.strictEqual(after.state, "stopped")
+      assert.strictEqual(after.lastExit?.reason, "killed")
+      assert.strictEqual(after.lastExit?.signal, "SIGKILL")
+      assert.isNull(after.pid)
+    }).pipe(Effect.provide(NodeTest.layer()))
+  )
+
+  it.scopedLive("graceful stop: lastExit clean, the process gone, and stop is idempotent", () =>
+    Effect.gen(function* () {
+      const manager = yield* PluginManager
+      const id = yield* startFixture("echo")
+      const pid = yield* (yield* ServiceRegistry).client(Principal.operator, Echo).pid()
+
+      yield* manager.stop(id)
+      const stopped = yield* manager.get(id)
+      assert.strictEqual(stopped.state, "stopped")
+      assert.strictEqual(stopped.lastExit?.reason, "clean")
+      assert.strictEqual(stopped.lastExit?.code, 0)
+      assert.strictEqual(stopped.restarts, 0)
+      assert.isNull(stopped.pid)
+      assert.isTrue(isGone(pid))
+
+      yield* manager.stop(id)
+      const again: PluginInfo = yield* manager.get(id)
+      assert.deepStrictEqual(again, stopped)
+    }).pipe(Effect.provide(NodeTest.layer()))
+  )
+})
+
+/** Spawns the orphans host; it is SIGKILLed and reaped when the Scope closes, if it still runs. */
+const spawnHost = Effect.acquireRelease(
+  Effect.sync(() =>
+    childProcess.spawn(process.execPath, [path.join(fixtures, "hosts", "orphans.mjs")], {
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+  ),
+  (host) =>
+    Effect.async<void>((resume) => {
+      if (host.exitCode !== null || host.signalCode !== null) return resume(Effect.void)
+      host.once("exit", () => resume(Effect.void))
+      host.kill("SIGKILL")
+    })
+)
+
+/** Kills whatever of `pids` is still alive when the Scope closes (a failed test must not leave orphans). */
+const killOnExit = (pids: ReadonlyArray<number>) =>
+  Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      for (const pid of pids) {
+        if (isGone(pid)) continue
+        try {
+          process.kill(pid, "SIGKILL")
+        } catch {
+          // Gone meanwhile.
+        }
+      }
+    })
+  )
+
+describe("subprocess faults: the host dies", () => {
+  it.scopedLive(
+    "the host SIGKILLed while one plugin busy-loops and another is mid-call: no plugin process alive 2 s later",
+    () =>
+      Effect.gen(function* () {
+        const host = yield* spawnHost
+        let stderr = ""
+        host.stderr!.on("data", (chunk: Buffer) => {
+          stderr += chunk.toString()
+        })
+        const line = yield* Effect.async<string, Error>((resume) => {
+          const lines = readline.createInterface({ input: host.stdout! })
+          lines.once("line", (text) => resume(Effect.succeed(text)))
+          host.once("exit", (code, signal) =>
+            resume(Effect.fail(new Error(`host exited (${code ?? signal}) before reporting: ${stderr}`)))
+          )
+        }).pipe(
+          Effect.timeoutFail({
+            duration: Duration.seconds(20),
+            onTimeout: () => new Error(`host did not report its plugins within 20 s: ${stderr}`)
+          }),
+          Effect.orDie
+        )
+        const report = JSON.parse(line) as { host: number; plugins: Array<number> }
+        assert.strictEqual(report.host, host.pid)
+        assert.strictEqual(report.plugins.length, 2)
+        yield* killOnExit(report.plugins)
+        for (const pid of report.plugins) assert.isFalse(isGone(pid), `plugin ${pid} runs before the host dies`)
+
+        process.kill(host.pid!, "SIGKILL")
+        const states = yield* waitFor(
+          Effect.sync(() => report.plugins.map((pid) => ({ pid, state: procState(pid) }))),
+          (all) => all.every(({ state }) => state === null || state === "Z"),
+          "every plugin process gone after the host was SIGKILLed",
+          2000
+        )
+        assert.strictEqual(states.length, 2)
+      })
+  )
+})
