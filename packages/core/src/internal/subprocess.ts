@@ -1,10 +1,10 @@
 import * as childProcess from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
+import { createRequire } from "node:module"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import type { Duplex } from "node:stream"
-import { fileURLToPath } from "node:url"
 import { type InvalidConfig, PluginFailure, PluginUnavailable } from "@blackhole/sdk/Errors"
 import { Event } from "@blackhole/sdk/Event"
 import { Events } from "@blackhole/sdk/Events"
@@ -48,7 +48,8 @@ type PluginClient = RpcClient.RpcClient<
   RpcClientError.RpcClientError
 >
 
-const runtimeEntry = fileURLToPath(import.meta.resolve("@blackhole/sdk/runtime"))
+// createRequire rather than import.meta.resolve: the latter is missing under some loaders (vitest).
+const runtimeEntry = createRequire(import.meta.url).resolve("@blackhole/sdk/runtime")
 
 /** `setpriv --pdeathsig KILL` makes the kernel kill the child when the host dies, even mid busy-loop. */
 const setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].find((candidate) => fs.existsSync(candidate))
