@@ -22,6 +22,8 @@ export type LoaderKind = "inprocess" | "subprocess"
 export interface ServedService {
   readonly contract: ServiceContract.Any
   readonly dispatch: ServiceContract.Dispatch
+  /** The dispatch bounds each call itself (see ServiceRegistry.RegisterOptions). */
+  readonly selfTimed?: boolean
 }
 
 /** A plugin that has started: what it serves, and how to ask its health. */

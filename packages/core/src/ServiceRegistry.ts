@@ -18,15 +18,26 @@ import * as Permission from "@blackhole/sdk/Permission"
 import * as ServiceContract from "@blackhole/sdk/ServiceContract"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import { identity } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { HookRegistry } from "./HookRegistry.js"
 import * as Principal from "./Principal.js"
 
+/** How a service is registered. */
+export interface RegisterOptions {
+  /**
+   * The dispatch bounds every call by itself (the subprocess fast path arms one timer per call),
+   * so the mesh does not add its own timeout on top: that costs a fiber per call.
+   */
+  readonly selfTimed?: boolean
+}
+
 /** A registered service. */
 export interface Registration {
   readonly name: string
+  readonly selfTimed: boolean
   /** `core` or the id of the plugin that registered it. */
   readonly owner: string
   readonly contract: ServiceContract.Any
@@ -41,7 +52,8 @@ export class ServiceRegistry extends Context.Tag("@blackhole/core/ServiceRegistr
     readonly register: (
       contract: ServiceContract.Any,
       dispatch: ServiceContract.Dispatch,
-      owner: string
+      owner: string,
+      options?: RegisterOptions
     ) => Effect.Effect<void, ServiceNameTaken, Scope.Scope>
     /** Calls a method with an encoded payload, as `principal`. */
     readonly call: (
@@ -75,7 +87,12 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
       const services = new Map<string, Registration>()
       const timeout = options.callTimeoutMillis ?? 30_000
 
-      const register = (contract: ServiceContract.Any, dispatch: ServiceContract.Dispatch, owner: string) =>
+      const register = (
+        contract: ServiceContract.Any,
+        dispatch: ServiceContract.Dispatch,
+        owner: string,
+        registerOptions?: RegisterOptions
+      ) =>
         Effect.acquireRelease(
           Effect.suspend(() => {
             const name = contract.name
@@ -85,7 +102,13 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
             if (Permission.isCoreService(name) && owner !== "core") {
               return Effect.fail(new ServiceNameTaken({ service: name, owner: "core (reserved name)" }))
             }
-            const registration: Registration = { name, owner, contract, dispatch }
+            const registration: Registration = {
+              name,
+              owner,
+              contract,
+              dispatch,
+              selfTimed: registerOptions?.selfTimed === true
+            }
             services.set(name, registration)
             return Effect.succeed(registration)
           }),
@@ -119,15 +142,17 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
               Effect.zipRight(
                 Effect.locally(registration.dispatch(method, payload), Principal.current, principal)
               ),
-              Effect.timeoutFail({
-                duration: timeout,
-                onTimeout: () =>
-                  new PluginUnavailable({
-                    pluginId: registration.owner,
-                    state: "running",
-                    reason: `${service}.${method} did not answer within ${timeout} ms`
+              registration.selfTimed
+                ? identity
+                : Effect.timeoutFail({
+                    duration: timeout,
+                    onTimeout: () =>
+                      new PluginUnavailable({
+                        pluginId: registration.owner,
+                        state: "running",
+                        reason: `${service}.${method} did not answer within ${timeout} ms`
+                      })
                   })
-              })
             )
         })
 

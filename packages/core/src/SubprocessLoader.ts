@@ -27,6 +27,8 @@ export interface SubprocessOptions {
   readonly heartbeatDeadlineMillis?: number
   /** From fork to handshake and started program. Default 15 s. */
   readonly startTimeoutMillis?: number
+  /** Upper bound of one mesh call to the plugin; then the caller gets PluginUnavailable and the call is cancelled. Default 30 s. */
+  readonly callTimeoutMillis?: number
   /** Stop call → SIGTERM → this grace → SIGKILL. Default 5 s. */
   readonly stopGraceMillis?: number
   /** How often memory and sockets are sampled. Default 500 ms. */

@@ -2,12 +2,20 @@
  * The README's examples, compiled and run: the plugin from "Write a plugin" and the
  * composition from "Compose a custom node". If this breaks, the README is wrong.
  */
+
+import { Events, Plugin, PluginConfig, PluginStorage, ServiceContract } from "@blackhole/sdk"
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import { assert, describe, it } from "@effect/vitest"
-import { Events, Plugin, PluginConfig, PluginStorage, ServiceContract } from "@blackhole/sdk"
 import { Effect, Layer, Option, Schema } from "effect"
-import { BlackholeNode, EventBus, Identity, Principal, ServiceRegistry, StorageBackend } from "../src/index.js"
+import {
+  BlackholeNode,
+  EventBus,
+  Identity,
+  Principal,
+  ServiceRegistry,
+  StorageBackend
+} from "../src/index.js"
 
 // --- README: Write a plugin
 const Counter = ServiceContract.make(
@@ -38,7 +46,9 @@ const counter = Plugin.service({
       Effect.provideService(PluginStorage.PluginStorage, storage)
     )
     // Runs until the plugin stops: the subscription lives in the plugin's Scope.
-    yield* Events.on(pattern, () => Effect.flatMap(load, (n) => PluginStorage.storeJson("count", Count, n + 1)))
+    yield* Events.on(pattern, () =>
+      Effect.flatMap(load, (n) => PluginStorage.storeJson("count", Count, n + 1))
+    )
     return { services: [ServiceContract.implement(Counter, { count: () => Effect.orDie(load) })] }
   })
 })
@@ -52,7 +62,10 @@ const ClockService = Layer.scopedDiscard(
   Effect.flatMap(ServiceRegistry.ServiceRegistry, (mesh) =>
     mesh.register(
       Clock,
-      ServiceContract.toDispatch(ServiceContract.implement(Clock, { now: () => Effect.sync(() => Date.now()) }), "core"),
+      ServiceContract.toDispatch(
+        ServiceContract.implement(Clock, { now: () => Effect.sync(() => Date.now()) }),
+        "core"
+      ),
       "core"
     )
   )

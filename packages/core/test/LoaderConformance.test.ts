@@ -7,8 +7,8 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import type { Event } from "@blackhole/sdk/Event"
 import type * as Errors from "@blackhole/sdk/Errors"
+import type { Event } from "@blackhole/sdk/Event"
 import * as PluginManifest from "@blackhole/sdk/PluginManifest"
 import * as ServiceContract from "@blackhole/sdk/ServiceContract"
 import { assert, describe, it } from "@effect/vitest"
@@ -24,9 +24,9 @@ import * as BlackholeNode from "../src/BlackholeNode.js"
 import { EventBus } from "../src/EventBus.js"
 import { HookRegistry } from "../src/HookRegistry.js"
 import { Identity } from "../src/Identity.js"
+import * as NodeTest from "../src/NodeTest.js"
 import type { LoaderKind } from "../src/PluginLoader.js"
 import { PluginManager } from "../src/PluginManager.js"
-import * as NodeTest from "../src/NodeTest.js"
 import * as Principal from "../src/Principal.js"
 import * as Sandbox from "../src/Sandbox.js"
 import { ServiceRegistry } from "../src/ServiceRegistry.js"
@@ -101,7 +101,11 @@ const record = (pattern: string) =>
     return seen
   })
 
-const awaitEvent = (seen: ReadonlyArray<Event>, type: string, where: (event: Event) => boolean = () => true) =>
+const awaitEvent = (
+  seen: ReadonlyArray<Event>,
+  type: string,
+  where: (event: Event) => boolean = () => true
+) =>
   eventually(
     Effect.sync(() => seen.find((event) => event.type === type && where(event))),
     `host bus event ${type}`
@@ -115,11 +119,13 @@ const hostValue = (ns: string, key: string) =>
   )
 
 const hooksOf = (owner: string) =>
-  Effect.map(Effect.flatMap(HookRegistry, (hooks) => hooks.registrations), (all) =>
-    all
-      .filter((registration) => registration.owner === owner)
-      .map((registration) => registration.name)
-      .sort()
+  Effect.map(
+    Effect.flatMap(HookRegistry, (hooks) => hooks.registrations),
+    (all) =>
+      all
+        .filter((registration) => registration.owner === owner)
+        .map((registration) => registration.name)
+        .sort()
   )
 
 const subscribers = Effect.map(
@@ -158,7 +164,9 @@ const capture = (lines: Array<LogLine>) =>
  * Requirements left open: the node's services and the test's Scope.
  */
 const onNode =
-  <A, E>(body: (logs: ReadonlyArray<LogLine>) => Effect.Effect<A, E, BlackholeNode.NodeServices | Scope.Scope>) =>
+  <A, E>(
+    body: (logs: ReadonlyArray<LogLine>) => Effect.Effect<A, E, BlackholeNode.NodeServices | Scope.Scope>
+  ) =>
   () => {
     const logs: Array<LogLine> = []
     return body(logs).pipe(
@@ -214,8 +222,15 @@ for (const loader of loaders) {
           assert.strictEqual(info.loader, loader.kind)
           assert.strictEqual(info.error, null)
           assert.includeMembers([...info.granted], ["storage:read", "service:node:read"])
-          const transitions = lifecycle.filter((event) => event.source === "core").map((event) => event.type)
-          assert.deepStrictEqual(transitions, ["plugin.registered", "plugin.starting", "plugin.running"])
+          yield* awaitEvent(lifecycle, "plugin.running")
+          assert.deepStrictEqual(
+            lifecycle.map((event) => `${event.type} ${(event.data as { id: string }).id} (${event.source})`),
+            [
+              `plugin.registered ${pluginId} (core)`,
+              `plugin.starting ${pluginId} (core)`,
+              `plugin.running ${pluginId} (core)`
+            ]
+          )
 
           // The program published once it had read its config (defaults applied) and NodeInfo.
           const started = yield* awaitEvent(conf, "conf.started")
@@ -244,7 +259,11 @@ for (const loader of loaders) {
             "the requested log line"
           )
           assert.deepStrictEqual(
-            { level: requested.level, plugin: requested.annotations.plugin, label: requested.annotations.label },
+            {
+              level: requested.level,
+              plugin: requested.annotations.plugin,
+              label: requested.annotations.label
+            },
             { level: "INFO", plugin: pluginId, label: loader.name }
           )
 
@@ -338,7 +357,11 @@ for (const loader of loaders) {
             environment: "test"
           })
           const seen = calls.map((call) => {
-            const { service, method, principal } = call as { service: string; method: string; principal: string }
+            const { service, method, principal } = call as {
+              service: string
+              method: string
+              principal: string
+            }
             return `${principal} → ${service}.${method}`
           })
           assert.deepStrictEqual(seen, ["operator → conformance.nodeInfo", `${pluginId} → node.info`])
@@ -365,7 +388,11 @@ for (const loader of loaders) {
 
           yield* storage.store("core", "x", "ok/1", bytes("yes"))
           assert.strictEqual(yield* hostValue("x", "ok/1"), "yes")
-          const written = yield* awaitEvent(conf, "conf.written", (event) => (event.data as { key: string }).key === "ok/1")
+          const written = yield* awaitEvent(
+            conf,
+            "conf.written",
+            (event) => (event.data as { key: string }).key === "ok/1"
+          )
           assert.strictEqual(written.source, pluginId)
           assert.deepStrictEqual(written.data, { namespace: "x", key: "ok/1", principal: "core", size: 3 })
 
@@ -413,7 +440,10 @@ for (const loader of loaders) {
           assert.deepStrictEqual(yield* hooksOf(pluginId), hooksBefore)
 
           // Callers of its service are checked against the access class of each method.
-          const reader = registry.client(Principal.plugin("com.example.reader", ["service:conformance:read"]), Conformance)
+          const reader = registry.client(
+            Principal.plugin("com.example.reader", ["service:conformance:read"]),
+            Conformance
+          )
           assert.strictEqual(yield* reader.pid(), yield* client.pid())
           const write = yield* Effect.flip(reader.store({ key: "notes/r", text: "r" }))
           assert.strictEqual(write._tag, "PermissionDenied")
@@ -450,7 +480,9 @@ for (const loader of loaders) {
           assert.instanceOf(failed, ConformanceError)
           assert.strictEqual((failed as ConformanceError).why, "because")
 
-          const badPayload = yield* Effect.flip(registry.call(Principal.operator, "conformance", "store", { key: 1 }))
+          const badPayload = yield* Effect.flip(
+            registry.call(Principal.operator, "conformance", "store", { key: 1 })
+          )
           assert.strictEqual(badPayload._tag, "InvalidPayload")
           const unknown = yield* Effect.flip(registry.call(Principal.operator, "conformance", "nope", {}))
           assert.strictEqual(unknown._tag, "MethodNotFound")
@@ -481,9 +513,10 @@ for (const loader of loaders) {
           assert.strictEqual(stopped.source, pluginId)
           assert.deepStrictEqual(stopped.data, { label: loader.name, starts: 1 })
           assert.strictEqual(yield* hostValue(namespace, "lifecycle/stopped"), "1")
-          assert.includeMembers(
+          yield* awaitEvent(lifecycle, "plugin.stopped")
+          assert.deepStrictEqual(
             lifecycle.map((event) => event.type),
-            ["plugin.stopping", "plugin.stopped"]
+            ["plugin.registered", "plugin.starting", "plugin.running", "plugin.stopping", "plugin.stopped"]
           )
           assert.isTrue(Option.isNone(registry.lookup("conformance")))
           assert.deepStrictEqual(yield* hooksOf(pluginId), [])
@@ -502,7 +535,11 @@ for (const loader of loaders) {
 
           yield* manager.start(pluginId)
           assert.strictEqual((yield* manager.get(pluginId)).state, "running")
-          const again = yield* awaitEvent(conf, "conf.started", (event) => (event.data as { starts: number }).starts === 2)
+          const again = yield* awaitEvent(
+            conf,
+            "conf.started",
+            (event) => (event.data as { starts: number }).starts === 2
+          )
           assert.strictEqual(again.source, pluginId)
           assert.strictEqual(Option.getOrThrow(registry.lookup("conformance")).owner, pluginId)
           assert.deepStrictEqual(yield* hooksOf(pluginId), ["storage.after.write", "storage.before.write"])
@@ -588,12 +625,26 @@ for (const loader of loaders) {
               { reason: after.lastExit?.reason, signal: after.lastExit?.signal },
               { reason: "killed", signal: "SIGKILL" }
             )
-            assert.includeMembers(
+            yield* awaitEvent(lifecycle, "plugin.running", (event) => lifecycle.indexOf(event) > 3)
+            assert.deepStrictEqual(
               lifecycle.map((event) => event.type),
-              ["plugin.restarting", "plugin.starting", "plugin.running"]
+              [
+                "plugin.registered",
+                "plugin.starting",
+                "plugin.running",
+                "plugin.restarting",
+                "plugin.starting",
+                "plugin.running"
+              ]
             )
+            const restarting = lifecycle[3]!.data as { reason: string }
+            assert.include(restarting.reason, "killed")
             assert.strictEqual(yield* client.pid(), after.pid)
-            yield* awaitEvent(conf, "conf.started", (event) => (event.data as { starts: number }).starts === 2)
+            yield* awaitEvent(
+              conf,
+              "conf.started",
+              (event) => (event.data as { starts: number }).starts === 2
+            )
 
             // The new process holds exactly what the old one did: one subscription, two hooks, its service.
             assert.strictEqual(yield* subscribers, baseline)

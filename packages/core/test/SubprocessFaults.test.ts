@@ -4,6 +4,12 @@
  * itself killed, and a graceful stop. Every check reads the host's side (the manager's view, the
  * process table), not what the plugin says about itself.
  */
+
+import * as childProcess from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as readline from "node:readline"
+import { fileURLToPath } from "node:url"
 import { PluginUnavailable } from "@blackhole/sdk/Errors"
 import * as PluginManifest from "@blackhole/sdk/PluginManifest"
 import * as ServiceContract from "@blackhole/sdk/ServiceContract"
@@ -19,11 +25,6 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import * as childProcess from "node:child_process"
-import * as fs from "node:fs"
-import * as path from "node:path"
-import * as readline from "node:readline"
-import { fileURLToPath } from "node:url"
 import { EventBus } from "../src/EventBus.js"
 import * as NodeTest from "../src/NodeTest.js"
 import { type PluginInfo, PluginManager, type RestartPolicy } from "../src/PluginManager.js"
@@ -174,7 +175,8 @@ const isGone = (pid: number) => {
 
 /** The typed failure a call ended with, or a test failure naming what it ended with instead. */
 const failureOf = <A, E>(exit: Exit.Exit<A, E>): E => {
-  if (Exit.isSuccess(exit)) return assert.fail(`expected a failure, got success ${JSON.stringify(exit.value)}`)
+  if (Exit.isSuccess(exit))
+    return assert.fail(`expected a failure, got success ${JSON.stringify(exit.value)}`)
   const failure = Cause.failureOption(exit.cause)
   if (Option.isNone(failure)) return assert.fail(`expected a typed failure, got ${Cause.pretty(exit.cause)}`)
   return failure.value
@@ -285,38 +287,43 @@ const header = (length: number, kind: number) => {
 const babble: ReadonlyArray<{ readonly name: string; readonly bytes: Buffer }> = [
   { name: "raw text that is no frame", bytes: Buffer.from("garbage") },
   { name: "a header announcing 4 GiB", bytes: Buffer.from([0xff, 0xff, 0xff, 0xff, 1]) },
-  { name: "a well-sized frame whose body is not JSON", bytes: Buffer.concat([header(9, 2), Buffer.from("{not json")]) },
+  {
+    name: "a well-sized frame whose body is not JSON",
+    bytes: Buffer.concat([header(9, 2), Buffer.from("{not json")])
+  },
   { name: "a frame of an unknown kind", bytes: Buffer.concat([header(3, 9), Buffer.from("{}")]) }
 ]
 
 describe("subprocess faults: garbage on the channel", () => {
-  it.scopedLive("invalid bytes fail the plugin and it restarts; the host and other plugins are fine, memory flat", () =>
-    Effect.gen(function* () {
-      const manager = yield* PluginManager
-      const registry = yield* ServiceRegistry
-      const echo = registry.client(Principal.operator, Echo)
-      const babbler = registry.client(Principal.operator, Babbler)
-      yield* startFixture("echo")
-      const id = yield* startFixture("fault-babbler", { restart: { ...fastRestart, maxRestarts: 10 } })
-      const rssBefore = process.memoryUsage().rss
+  it.scopedLive(
+    "invalid bytes fail the plugin and it restarts; the host and other plugins are fine, memory flat",
+    () =>
+      Effect.gen(function* () {
+        const manager = yield* PluginManager
+        const registry = yield* ServiceRegistry
+        const echo = registry.client(Principal.operator, Echo)
+        const babbler = registry.client(Principal.operator, Babbler)
+        yield* startFixture("echo")
+        const id = yield* startFixture("fault-babbler", { restart: { ...fastRestart, maxRestarts: 10 } })
+        const rssBefore = process.memoryUsage().rss
 
-      for (const { name, bytes } of babble) {
-        const pid = yield* babbler.pid()
-        const restartsBefore = (yield* manager.get(id)).restarts
-        // The call may answer before the host reads the garbage, or fail with the process: either is fine.
-        yield* Effect.exit(babbler.write({ hex: hex(bytes) }))
-        const after = yield* restartedFrom(id, pid).pipe(
-          Effect.catchAllDefect((defect) => Effect.dieMessage(`${name}: ${String(defect)}`))
-        )
-        assert.strictEqual(after.lastExit?.reason, "crash", name)
-        assert.isAbove(after.restarts, restartsBefore, name)
-        assert.isTrue(isGone(pid), name)
-        // The other plugin never noticed.
-        assert.strictEqual(yield* echo.echo({ text: name }), name)
-      }
-      const grown = process.memoryUsage().rss - rssBefore
-      assert.isBelow(grown, 100 * 1024 * 1024, `host RSS grew by ${grown} bytes`)
-    }).pipe(Effect.provide(NodeTest.layer()))
+        for (const { name, bytes } of babble) {
+          const pid = yield* babbler.pid()
+          const restartsBefore = (yield* manager.get(id)).restarts
+          // The call may answer before the host reads the garbage, or fail with the process: either is fine.
+          yield* Effect.exit(babbler.write({ hex: hex(bytes) }))
+          const after = yield* restartedFrom(id, pid).pipe(
+            Effect.catchAllDefect((defect) => Effect.dieMessage(`${name}: ${String(defect)}`))
+          )
+          assert.strictEqual(after.lastExit?.reason, "crash", name)
+          assert.isAbove(after.restarts, restartsBefore, name)
+          assert.isTrue(isGone(pid), name)
+          // The other plugin never noticed.
+          assert.strictEqual(yield* echo.echo({ text: name }), name)
+        }
+        const grown = process.memoryUsage().rss - rssBefore
+        assert.isBelow(grown, 100 * 1024 * 1024, `host RSS grew by ${grown} bytes`)
+      }).pipe(Effect.provide(NodeTest.layer()))
   )
 
   it.scopedLive("a truncated frame and then exit(1) fails the plugin and it restarts", () =>
@@ -332,17 +339,19 @@ describe("subprocess faults: garbage on the channel", () => {
     }).pipe(Effect.provide(NodeTest.layer()))
   )
 
-  it.scopedLive("a truncated frame and then exit(0) still fails the plugin (not a clean stop) and it restarts", () =>
-    Effect.gen(function* () {
-      const babbler = (yield* ServiceRegistry).client(Principal.operator, Babbler)
-      const id = yield* startFixture("fault-babbler")
-      const pid = yield* babbler.pid()
-      const truncated = Buffer.concat([header(1000, 2), Buffer.from('{"_tag":"Exit"')])
-      yield* Effect.exit(babbler.writeAndExit({ hex: hex(truncated), code: 0 }))
-      const after = yield* restartedFrom(id, pid)
-      assert.strictEqual(after.lastExit?.reason, "crash")
-      assert.isAtLeast(after.restarts, 1)
-    }).pipe(Effect.provide(NodeTest.layer()))
+  it.scopedLive(
+    "a truncated frame and then exit(0) still fails the plugin (not a clean stop) and it restarts",
+    () =>
+      Effect.gen(function* () {
+        const babbler = (yield* ServiceRegistry).client(Principal.operator, Babbler)
+        const id = yield* startFixture("fault-babbler")
+        const pid = yield* babbler.pid()
+        const truncated = Buffer.concat([header(1000, 2), Buffer.from('{"_tag":"Exit"')])
+        yield* Effect.exit(babbler.writeAndExit({ hex: hex(truncated), code: 0 }))
+        const after = yield* restartedFrom(id, pid)
+        assert.strictEqual(after.lastExit?.reason, "crash")
+        assert.isAtLeast(after.restarts, 1)
+      }).pipe(Effect.provide(NodeTest.layer()))
   )
 
   it.scopedLive("garbage while the program starts fails the start with a typed error; the host is fine", () =>
@@ -382,7 +391,11 @@ describe("subprocess faults: supervision", () => {
       assert.strictEqual(quarantined.lastExit?.reason, "crash")
       assert.strictEqual(quarantined.lastExit?.code, 1)
       assert.isNull(quarantined.pid)
-      const event = yield* quarantines.stream.pipe(Stream.take(1), Stream.runCollect, Effect.map(Chunk.unsafeHead))
+      const event = yield* quarantines.stream.pipe(
+        Stream.take(1),
+        Stream.runCollect,
+        Effect.map(Chunk.unsafeHead)
+      )
       assert.match(String((event.data as { reason?: unknown }).reason), /quarantine/)
 
       // No further restarts until asked (well past every backoff delay).
@@ -412,25 +425,27 @@ describe("subprocess faults: supervision", () => {
     }).pipe(Effect.provide(NodeTest.layer()))
   )
 
-  it.scopedLive("SIGTERM ignored and a 60 s finalizer: stop still ends the process with SIGKILL after the grace", () =>
-    Effect.gen(function* () {
-      const manager = yield* PluginManager
-      const grace = fastLoader.stopGraceMillis!
-      const id = yield* startFixture("fault-stubborn")
-      const pid = yield* (yield* ServiceRegistry).client(Principal.operator, Stubborn).pid()
+  it.scopedLive(
+    "SIGTERM ignored and a 60 s finalizer: stop still ends the process with SIGKILL after the grace",
+    () =>
+      Effect.gen(function* () {
+        const manager = yield* PluginManager
+        const grace = fastLoader.stopGraceMillis!
+        const id = yield* startFixture("fault-stubborn")
+        const pid = yield* (yield* ServiceRegistry).client(Principal.operator, Stubborn).pid()
 
-      const started = Date.now()
-      yield* manager.stop(id)
-      const took = Date.now() - started
-      // Stop call (≤ grace) → channel closed, a short wait (≤ min(1 s, grace)) → SIGTERM → grace → SIGKILL.
-      assert.isBelow(took, 3 * grace + 2000, `stop took ${took} ms`)
-      assert.isTrue(isGone(pid), `pid ${pid} is ${procState(pid)}`)
-      const after = yield* manager.get(id)
-      assert.strictEqual(after.state, "stopped")
-      assert.strictEqual(after.lastExit?.reason, "killed")
-      assert.strictEqual(after.lastExit?.signal, "SIGKILL")
-      assert.isNull(after.pid)
-    }).pipe(Effect.provide(NodeTest.layer()))
+        const started = Date.now()
+        yield* manager.stop(id)
+        const took = Date.now() - started
+        // Stop call (≤ grace) → channel closed, a short wait (≤ min(1 s, grace)) → SIGTERM → grace → SIGKILL.
+        assert.isBelow(took, 3 * grace + 2000, `stop took ${took} ms`)
+        assert.isTrue(isGone(pid), `pid ${pid} is ${procState(pid)}`)
+        const after = yield* manager.get(id)
+        assert.strictEqual(after.state, "stopped")
+        assert.strictEqual(after.lastExit?.reason, "killed")
+        assert.strictEqual(after.lastExit?.signal, "SIGKILL")
+        assert.isNull(after.pid)
+      }).pipe(Effect.provide(NodeTest.layer()))
   )
 
   it.scopedLive("graceful stop: lastExit clean, the process gone, and stop is idempotent", () =>
@@ -512,7 +527,8 @@ describe("subprocess faults: the host dies", () => {
         assert.strictEqual(report.host, host.pid)
         assert.strictEqual(report.plugins.length, 2)
         yield* killOnExit(report.plugins)
-        for (const pid of report.plugins) assert.isFalse(isGone(pid), `plugin ${pid} runs before the host dies`)
+        for (const pid of report.plugins)
+          assert.isFalse(isGone(pid), `plugin ${pid} runs before the host dies`)
 
         process.kill(host.pid!, "SIGKILL")
         const states = yield* waitFor(

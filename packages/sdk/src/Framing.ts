@@ -24,7 +24,13 @@ export const Kind = {
   /** An @effect/rpc message from a server to a client (exit, chunk, defect). */
   ToClient: 2,
   /** Liveness: a heartbeat and its answer (body is a number). */
-  Heartbeat: 3
+  Heartbeat: 3,
+  /** Fast path, host → plugin: a mesh call `[id, service, method, payload]`. */
+  Call: 4,
+  /** Fast path, plugin → host: its answer `[id, outcome, value]` (0 success, 1 failure, 2 defect). */
+  Reply: 5,
+  /** Fast path, host → plugin: the caller was interrupted, `[id]`. */
+  Cancel: 6
 } as const
 /** A frame kind. */
 export type Kind = (typeof Kind)[keyof typeof Kind]
@@ -56,7 +62,7 @@ export const encode = (kind: Kind, value: unknown): Buffer => {
   return frame
 }
 
-const maxKind = Kind.Heartbeat
+const maxKind = Kind.Cancel
 
 /**
  * Incremental decoder: feed it chunks as they arrive, get whole frames out.

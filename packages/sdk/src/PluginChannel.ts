@@ -28,8 +28,13 @@ export type CloseReason =
 export interface Channel {
   /** Queues a frame; frames queued in one tick are written together. */
   readonly send: (kind: Framing.Kind, body: unknown) => void
-  /** Frames of kind Handshake and Heartbeat; RPC frames go to the protocols. */
+  /** Frames of kind Handshake and Heartbeat; RPC frames go to the protocols, fast-path frames to `onFrame`. */
   readonly control: Queue.Dequeue<Framing.Frame>
+  /**
+   * Handles fast-path frames (Call, Reply, Cancel) synchronously as they arrive: the per-call
+   * path of the mesh skips queues and fibers it does not need.
+   */
+  readonly onFrame: (kind: Framing.Kind, handler: (body: unknown) => void) => void
   /** Completes when the channel closes, with why. */
   readonly closed: Deferred.Deferred<CloseReason>
   /** Bytes received but not yet a whole frame (bounded by the frame cap). */
@@ -70,6 +75,7 @@ export const make = (
     const toServer = yield* Queue.unbounded<FromClientEncoded>()
     const toClient = yield* Queue.unbounded<FromServerEncoded>()
     let open = true
+    const fastHandlers = new Map<number, (body: unknown) => void>()
 
     const finish = (reason: CloseReason) => {
       if (!open) return
@@ -77,7 +83,10 @@ export const make = (
       stream.off("data", onData)
       stream.destroy()
       // Calls still waiting for an answer fail now, with a typed error, instead of hanging.
-      toClient.unsafeOffer({ _tag: "ClientProtocolError", error: closedError(reason) } as unknown as FromServerEncoded)
+      toClient.unsafeOffer({
+        _tag: "ClientProtocolError",
+        error: closedError(reason)
+      } as unknown as FromServerEncoded)
       Deferred.unsafeDone(closed, Effect.succeed(reason))
     }
 
@@ -101,6 +110,13 @@ export const make = (
           case Framing.Kind.ToClient:
             toClient.unsafeOffer(frame.body as FromServerEncoded)
             break
+          case Framing.Kind.Call:
+          case Framing.Kind.Reply:
+          case Framing.Kind.Cancel: {
+            const handler = fastHandlers.get(frame.kind)
+            if (handler !== undefined) handler(frame.body)
+            break
+          }
           default:
             control.unsafeOffer(frame)
         }
@@ -143,7 +159,10 @@ export const make = (
       toServer,
       toClient,
       close,
-      isOpen: () => open
+      isOpen: () => open,
+      onFrame: (kind, handler) => {
+        fastHandlers.set(kind, handler)
+      }
     }
   })
 
@@ -188,7 +207,9 @@ export const clientProtocol = (
         send: (request) =>
           channel.isOpen()
             ? Effect.sync(() => channel.send(Framing.Kind.ToServer, request))
-            : Effect.fail(new RpcClientError.RpcClientError({ reason: "Protocol", message: "the channel is closed" })),
+            : Effect.fail(
+                new RpcClientError.RpcClientError({ reason: "Protocol", message: "the channel is closed" })
+              ),
         supportsAck: true,
         supportsTransferables: false
       }

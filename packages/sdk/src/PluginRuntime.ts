@@ -18,6 +18,8 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
@@ -26,7 +28,7 @@ import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { PluginFailure } from "./Errors.js"
+import { MeshError, PluginFailure, ServiceNotFound } from "./Errors.js"
 import { Events } from "./Events.js"
 import * as Framing from "./Framing.js"
 import * as Hooks from "./Hooks.js"
@@ -75,6 +77,19 @@ const hookDecoders = new Map<string, (payload: unknown) => Effect.Effect<unknown
     Schema.decodeUnknown(schema as unknown as Schema.Schema<unknown, unknown>)
   ])
 )
+
+/** How a failed fast-path call travels: the mesh error or method error, encoded. */
+export const CallError = Schema.Union(MeshError, ServiceContract.MethodError)
+const encodeCallErrorSync = Schema.encodeSync(CallError)
+const encodeCallError = (error: unknown): unknown => {
+  try {
+    return encodeCallErrorSync(error as typeof CallError.Type)
+  } catch {
+    return encodeCallErrorSync(
+      new PluginFailure({ pluginId: "unknown", reason: `unencodable error: ${String(error)}` })
+    )
+  }
+}
 
 /** Builds the context services of a plugin over the host client. */
 const makeContext = (
@@ -272,6 +287,37 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
       Effect.provideServiceEffect(RpcServer.Protocol, PluginChannel.serverProtocol(channel)),
       Effect.forkScoped
     )
+
+    // The mesh's per-call fast path: a Call frame runs the service's dispatch in a fiber of its own and
+    // answers with one Reply frame; a Cancel frame interrupts it (the caller was interrupted).
+    const calls = new Map<number, Fiber.RuntimeFiber<unknown, unknown>>()
+    channel.onFrame(Framing.Kind.Call, (body) => {
+      const [id, service, method, payload] = body as [number, string, string, unknown]
+      const dispatch = running?.dispatch.get(service)
+      if (dispatch === undefined) {
+        channel.send(Framing.Kind.Reply, [id, 1, encodeCallError(new ServiceNotFound({ service }))])
+        return
+      }
+      const fiber = Effect.runFork(dispatch(method, payload))
+      calls.set(id, fiber)
+      fiber.addObserver((exit) => {
+        calls.delete(id)
+        if (Exit.isSuccess(exit)) {
+          channel.send(Framing.Kind.Reply, [id, 0, exit.value])
+          return
+        }
+        const failure = Cause.failureOption(exit.cause)
+        channel.send(
+          Framing.Kind.Reply,
+          Option.isSome(failure) ? [id, 1, encodeCallError(failure.value)] : [id, 2, Cause.pretty(exit.cause)]
+        )
+      })
+    })
+    channel.onFrame(Framing.Kind.Cancel, (body) => {
+      const [id] = body as [number]
+      calls.get(id)?.unsafeInterruptAsFork(FiberId.none)
+    })
+    yield* Effect.addFinalizer(() => Effect.forEach(calls.values(), Fiber.interrupt, { discard: true }))
 
     // Heartbeats are answered by the same scheduler that runs the plugin: a blocked loop misses them.
     yield* Queue.take(channel.control).pipe(

@@ -237,7 +237,8 @@ export const layer = (options: Options) =>
                 yield* registry.register(
                   served.contract,
                   (method, payload) => quota.inbound(served.dispatch(method, payload)),
-                  manifest.id
+                  manifest.id,
+                  { selfTimed: served.selfTimed === true }
                 )
               }
               return loaded

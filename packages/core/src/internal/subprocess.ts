@@ -5,7 +5,7 @@ import { createRequire } from "node:module"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import type { Duplex } from "node:stream"
-import { type InvalidConfig, PluginFailure, PluginUnavailable } from "@blackhole/sdk/Errors"
+import { type InvalidConfig, type MeshError, PluginFailure, PluginUnavailable } from "@blackhole/sdk/Errors"
 import { Event } from "@blackhole/sdk/Event"
 import { Events } from "@blackhole/sdk/Events"
 import * as Framing from "@blackhole/sdk/Framing"
@@ -162,6 +162,8 @@ const shapeContract = (service: typeof PluginProtocol.ServedService.Type): Servi
   return ServiceContract.make(service.name, RpcGroupModule.make(...rpcs))
 }
 
+const decodeCallError = Schema.decodeUnknown(PluginRuntime.CallError)
+
 const hookEncoders = new Map<string, (payload: unknown) => unknown>(
   Object.entries(Hooks.payloads).map(([name, schema]) => [
     name,
@@ -261,6 +263,7 @@ export const make = (options: SubprocessOptions): PluginLoader => {
   const heartbeatDeadline = options.heartbeatDeadlineMillis ?? 3000
   const startTimeout = options.startTimeoutMillis ?? 15_000
   const stopGrace = options.stopGraceMillis ?? 5000
+  const callTimeout = options.callTimeoutMillis ?? 30_000
   const sampleInterval = options.sampleIntervalMillis ?? 500
   const maxFrameBytes = options.maxFrameBytes ?? Framing.defaultMaxFrameBytes
   const { maxMemoryBytes, maxSockets } = PluginManifest.resourceLimits(manifest)
@@ -440,7 +443,8 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       ): Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError> | PluginUnavailable> =>
         Effect.catchIf(
           call,
-          (error): error is RpcClientError.RpcClientError => Predicate.hasProperty(error, RpcClientErrorModule.TypeId),
+          (error): error is RpcClientError.RpcClientError =>
+            Predicate.hasProperty(error, RpcClientErrorModule.TypeId),
           (error) =>
             Effect.flatMap(Deferred.poll(exited), (exit) =>
               Effect.fail(
@@ -517,11 +521,76 @@ export const make = (options: SubprocessOptions): PluginLoader => {
           )
       )
 
+      // The mesh's per-call fast path: one Call frame out, one Reply frame back, no fibers of its own.
+      // Interrupting the caller sends a Cancel frame; a closed channel fails every call in flight.
+      let nextCall = 0
+      const pending = new Map<
+        number,
+        (result: Effect.Effect<unknown, MeshError | ServiceContract.MethodError>) => void
+      >()
+      const gone = () =>
+        new PluginUnavailable({ pluginId, state: "stopped", reason: "the plugin process is gone" })
+      channel.onFrame(Framing.Kind.Reply, (body) => {
+        const [id, outcome, value] = body as [number, 0 | 1 | 2, unknown]
+        const resume = pending.get(id)
+        if (resume === undefined) return
+        pending.delete(id)
+        resume(
+          outcome === 0
+            ? Effect.succeed(value)
+            : outcome === 1
+              ? Effect.flatMap(
+                  Effect.orElseSucceed(
+                    decodeCallError(value),
+                    () => new PluginFailure({ pluginId, reason: "undecodable error from plugin" })
+                  ),
+                  Effect.fail
+                )
+              : Effect.fail(new PluginFailure({ pluginId, reason: String(value) }))
+        )
+      })
+      yield* Deferred.await(channel.closed).pipe(
+        Effect.tap(() =>
+          Effect.sync(() => {
+            for (const resume of pending.values()) resume(Effect.fail(gone()))
+            pending.clear()
+          })
+        ),
+        Effect.forkScoped
+      )
+      // One timer per call bounds it (cheaper than a timeout fiber); on expiry the plugin is told to cancel.
+      const invoke = (service: string, method: string, payload: unknown) =>
+        Effect.async<unknown, MeshError | ServiceContract.MethodError>((resume) => {
+          if (!channel.isOpen()) return resume(Effect.fail(gone()))
+          const id = ++nextCall
+          const timer = setTimeout(() => {
+            if (!pending.delete(id)) return
+            channel.send(Framing.Kind.Cancel, [id])
+            resume(
+              Effect.fail(
+                new PluginUnavailable({
+                  pluginId,
+                  state: "running",
+                  reason: `${service}.${method} did not answer within ${callTimeout} ms`
+                })
+              )
+            )
+          }, callTimeout)
+          pending.set(id, (result) => {
+            clearTimeout(timer)
+            resume(result)
+          })
+          channel.send(Framing.Kind.Call, [id, service, method, payload])
+          return Effect.sync(() => {
+            clearTimeout(timer)
+            if (pending.delete(id)) channel.send(Framing.Kind.Cancel, [id])
+          })
+        })
+
       const services = started.services.map((service) => {
         const contract = shapeContract(service)
-        const dispatch: ServiceContract.Dispatch = (method, payload) =>
-          guarded(pluginClient.Invoke({ service: service.name, method, payload }))
-        return { contract, dispatch }
+        const dispatch: ServiceContract.Dispatch = (method, payload) => invoke(service.name, method, payload)
+        return { contract, dispatch, selfTimed: true }
       })
 
       const loaded: LoadedPlugin = {
