@@ -1,5 +1,6 @@
 /** @blackhole/core — the node's services as Layers. */
 export * as BlackholeNode from "./BlackholeNode.js"
+export * as ConfigSchemaFile from "./ConfigSchemaFile.js"
 export * as CoreMesh from "./CoreMesh.js"
 export * as EventBus from "./EventBus.js"
 export * as HookRegistry from "./HookRegistry.js"

@@ -5,7 +5,7 @@ import { createRequire } from "node:module"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import type { Duplex } from "node:stream"
-import { type InvalidConfig, type MeshError, PluginFailure, PluginUnavailable } from "@blackhole/sdk/Errors"
+import { type MeshError, PluginFailure, PluginUnavailable } from "@blackhole/sdk/Errors"
 import { Event } from "@blackhole/sdk/Event"
 import { Events } from "@blackhole/sdk/Events"
 import * as Framing from "@blackhole/sdk/Framing"
@@ -39,6 +39,7 @@ import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as ConfigSchemaFile from "../ConfigSchemaFile.js"
 import type { LoadContext, LoadedPlugin, PluginLoader } from "../PluginLoader.js"
 import type { LastExit } from "../PluginManager.js"
 import type { SubprocessOptions } from "../SubprocessLoader.js"
@@ -610,8 +611,9 @@ export const make = (options: SubprocessOptions): PluginLoader => {
 
   return {
     kind: "subprocess",
-    // The plugin decodes its own config with its Schema (defaults applied); the host passes it through.
-    decodeConfig: (raw) => Effect.succeed(raw) as Effect.Effect<unknown, InvalidConfig>,
+    // Checked against the plugin's config.schema.json here, before any plugin code runs; the plugin
+    // decodes it again with its own Schema (defaults applied).
+    decodeConfig: (raw) => Effect.as(ConfigSchemaFile.validate(options.directory, manifest, raw), raw),
     load
   }
 }
