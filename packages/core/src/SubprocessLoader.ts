@@ -42,6 +42,15 @@ export interface SubprocessOptions {
    * boundary (see docs/sandbox.md). `none`: no restrictions (debugging).
    */
   readonly sandbox?: "permission" | "none"
+  /**
+   * OS-level isolation, opt-in, on top of the sandbox: `uid` runs the process as `runAs` (the host
+   * must be root); `bubblewrap` runs it under bwrap with only the plugin's directory, the runtime's
+   * libraries and its data directory mounted, and no network unless a `network:*` permission was
+   * granted. Default `none`.
+   */
+  readonly isolation?: "none" | "uid" | "bubblewrap"
+  /** The user and group for `isolation: "uid"`. Default 65534/65534 (nobody/nogroup). */
+  readonly runAs?: { readonly uid: number; readonly gid: number }
   /** Extra node flags for the child (the host's own execArgv are never inherited). */
   readonly execArgv?: ReadonlyArray<string>
 }

@@ -123,6 +123,23 @@ const permissionFlags = (options: {
   readonly dataDirectory: string | undefined
   readonly granted: ReadonlyArray<string>
 }): Array<string> => {
+  const { reads, writes } = fileAccess(options)
+  return [
+    permissionFlag,
+    "--disable-warning=ExperimentalWarning",
+    ...Array.from(reads, (dir) => `--allow-fs-read=${dir}`),
+    ...Array.from(writes, (dir) => `--allow-fs-write=${dir}`)
+  ]
+}
+
+const bwrap = ["/usr/bin/bwrap", "/bin/bwrap"].find((candidate) => fs.existsSync(candidate))
+
+/** Everything a plugin process may read, and write, given its directory, data directory and grants. */
+const fileAccess = (options: {
+  readonly pluginDirectory: string
+  readonly dataDirectory: string | undefined
+  readonly granted: ReadonlyArray<string>
+}) => {
   const pluginDirectory = realpath(options.pluginDirectory)
   const reads = new Set([
     pluginDirectory,
@@ -142,12 +159,72 @@ const permissionFlags = (options: {
     reads.add(target)
     if (match[1] !== "read") writes.add(target)
   }
+  return { pluginDirectory, reads, writes }
+}
+
+/** bubblewrap: a fresh mount, pid, ipc, uts and (unless `network:*` is granted) network namespace. */
+const bubblewrapArgs = (options: {
+  readonly pluginDirectory: string
+  readonly dataDirectory: string | undefined
+  readonly granted: ReadonlyArray<string>
+  readonly node: ReadonlyArray<string>
+}): Array<string> => {
+  if (bwrap === undefined) throw new Error('isolation "bubblewrap" needs bwrap (Debian package bubblewrap)')
+  const { pluginDirectory, reads, writes } = fileAccess(options)
+  const network = options.granted.some((permission) => permission.startsWith("network:"))
+  const system = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc/ssl", "/etc/ca-certificates"].filter(
+    (dir) => fs.existsSync(dir)
+  )
+  const binary = realpath(process.execPath)
   return [
-    permissionFlag,
-    "--disable-warning=ExperimentalWarning",
-    ...Array.from(reads, (dir) => `--allow-fs-read=${dir}`),
-    ...Array.from(writes, (dir) => `--allow-fs-write=${dir}`)
+    bwrap,
+    "--die-with-parent",
+    "--unshare-all",
+    ...(network ? ["--share-net"] : []),
+    ...system.flatMap((dir) => ["--ro-bind", dir, dir]),
+    ...(binary.startsWith("/usr/") ? [] : ["--ro-bind", binary, binary]),
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+    "--tmpfs",
+    "/tmp",
+    ...Array.from(reads)
+      .filter((dir) => !writes.has(dir) && fs.existsSync(dir))
+      .flatMap((dir) => ["--ro-bind", dir, dir]),
+    ...Array.from(writes)
+      .filter((dir) => fs.existsSync(dir))
+      .flatMap((dir) => ["--bind", dir, dir]),
+    "--chdir",
+    pluginDirectory,
+    "--",
+    ...options.node
   ]
+}
+
+/** Under bubblewrap the host's child is bwrap: memory and sockets are sampled on the node inside it. */
+const findNodeProcess = (pid: number): number => {
+  const binary = realpath(process.execPath)
+  const queue = [pid]
+  while (queue.length > 0) {
+    const current = queue.shift()!
+    try {
+      if (fs.readlinkSync(`/proc/${current}/exe`) === binary) return current
+    } catch {
+      // Gone, or not ours to look at.
+    }
+    try {
+      for (const child of fs
+        .readFileSync(`/proc/${current}/task/${current}/children`, "utf8")
+        .trim()
+        .split(/\s+/)) {
+        if (child !== "") queue.push(Number(child))
+      }
+    } catch {
+      // No children listed.
+    }
+  }
+  return pid
 }
 
 /** A contract with the shape the plugin reported: the host checks access classes, the plugin checks payloads. */
@@ -273,8 +350,6 @@ export const make = (options: SubprocessOptions): PluginLoader => {
     Effect.gen(function* () {
       const secret = crypto.randomBytes(32).toString("hex")
       const main = path.resolve(options.directory, manifest.main)
-      if (options.dataDirectory !== undefined)
-        fs.mkdirSync(options.dataDirectory, { recursive: true, mode: 0o700 })
 
       // Heap cap a little under the RSS limit, so V8 fails with OOM before the sampler has to kill.
       const heapFlags =
@@ -292,10 +367,33 @@ export const make = (options: SubprocessOptions): PluginLoader => {
               granted
             })
       const nodeArgs = [...heapFlags, ...sandboxFlags, ...(options.execArgv ?? []), runtimeEntry]
+      const isolation = options.isolation ?? "none"
+      const runAs = options.runAs ?? { uid: 65534, gid: 65534 }
+      if (isolation === "uid" && options.dataDirectory !== undefined) {
+        // The plugin's own directory must be writable by the user it runs as.
+        fs.chownSync(options.dataDirectory, runAs.uid, runAs.gid)
+      }
+      const inner =
+        isolation === "bubblewrap"
+          ? bubblewrapArgs({
+              pluginDirectory: options.directory,
+              dataDirectory: options.dataDirectory,
+              granted,
+              node: [process.execPath, ...nodeArgs]
+            })
+          : [process.execPath, ...nodeArgs]
+      const credentials =
+        isolation === "uid" ? [`--reuid=${runAs.uid}`, `--regid=${runAs.gid}`, "--clear-groups"] : []
+      if ((isolation === "uid" || isolation === "bubblewrap") && setpriv === undefined) {
+        return yield* new PluginFailure({
+          pluginId,
+          reason: `isolation "${isolation}" needs setpriv (util-linux)`
+        })
+      }
       const [command, args] =
         setpriv === undefined
-          ? [process.execPath, nodeArgs]
-          : [setpriv, ["--pdeathsig", "KILL", "--", process.execPath, ...nodeArgs]]
+          ? [inner[0]!, inner.slice(1)]
+          : [setpriv, [...credentials, "--pdeathsig", "KILL", "--", ...inner]]
 
       const exited = yield* Deferred.make<LastExit>()
       let killReason: LastExit["reason"] | undefined
@@ -484,7 +582,9 @@ export const make = (options: SubprocessOptions): PluginLoader => {
         Effect.forever,
         Effect.forkScoped
       )
-      let memoryBytes: number | null = readRss(pid)
+      // The process to sample: node itself, found inside bwrap (or setpriv, which execs in place).
+      const samplePid = findNodeProcess(pid)
+      let memoryBytes: number | null = readRss(samplePid)
       yield* Effect.sync(() => {
         const now = Date.now()
         if (now - lastAnswer > heartbeatDeadline) {
@@ -498,10 +598,10 @@ export const make = (options: SubprocessOptions): PluginLoader => {
         Effect.forkScoped
       )
       yield* Effect.sync(() => {
-        memoryBytes = readRss(pid)
+        memoryBytes = readRss(samplePid)
         if (maxMemoryBytes !== undefined && memoryBytes !== null && memoryBytes > maxMemoryBytes)
           kill("limit-memory")
-        const sockets = maxSockets === undefined ? null : countSockets(pid)
+        const sockets = maxSockets === undefined ? null : countSockets(samplePid)
         if (sockets !== null && maxSockets !== undefined && sockets > maxSockets) kill("limit-sockets")
       }).pipe(
         Effect.zipRight(Effect.sleep(Duration.millis(sampleInterval))),
@@ -600,7 +700,7 @@ export const make = (options: SubprocessOptions): PluginLoader => {
           Effect.catchAll((error) => Effect.succeed({ status: "unhealthy" as const, details: error.message }))
         ),
         handlers: undefined,
-        pid,
+        pid: samplePid,
         exit: Deferred.await(exited),
         memoryBytes: () => memoryBytes
       }
