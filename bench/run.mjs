@@ -14,7 +14,13 @@ const resultsFile = path.join(here, "results", "latest.json")
 // Scenarios that exist, in the order they run. Each module exports `id` and
 // `run({ quick, log }) => Promise<results[]>`.
 const scenarios = {
-  storage: () => import("./scenarios/storage.mjs")
+  storage: () => import("./scenarios/storage.mjs"),
+  "call-rtt": () => import("./scenarios/call-rtt.mjs"),
+  "call-throughput": () => import("./scenarios/call-throughput.mjs"),
+  "context-calls": () => import("./scenarios/context-calls.mjs"),
+  "cold-start": () => import("./scenarios/cold-start.mjs"),
+  "idle-rss": () => import("./scenarios/idle-rss.mjs"),
+  fanout: () => import("./scenarios/fanout.mjs")
 }
 
 // Scenario ids from DESIGN.md that arrive with the subprocess plugin runtime.

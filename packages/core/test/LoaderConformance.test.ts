@@ -9,9 +9,11 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type * as Errors from "@blackhole/sdk/Errors"
 import type { Event } from "@blackhole/sdk/Event"
+import * as PluginConfig from "@blackhole/sdk/PluginConfig"
 import * as PluginManifest from "@blackhole/sdk/PluginManifest"
 import * as ServiceContract from "@blackhole/sdk/ServiceContract"
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -206,6 +208,11 @@ describe("the conformance fixture", () => {
       assert.strictEqual(definition.manifest, definitionManifest)
     })
   )
+
+  it("its config.schema.json is what its config Schema says (the host validates against the file)", () => {
+    const file = JSON.parse(fs.readFileSync(path.join(directory, "config.schema.json"), "utf8"))
+    assert.deepStrictEqual(file, PluginConfig.toJsonSchema(definition.config))
+  })
 })
 
 for (const loader of loaders) {
@@ -271,11 +278,13 @@ for (const loader of loaders) {
           const pid = yield* client.pid()
           if (loader.kind === "inprocess") {
             assert.strictEqual(info.pid, null)
+            assert.strictEqual(info.memoryBytes, null)
             assert.strictEqual(pid, process.pid)
           } else {
             assert.isNumber(info.pid)
             assert.notStrictEqual(info.pid, process.pid)
             assert.strictEqual(pid, info.pid)
+            assert.isAbove(info.memoryBytes ?? 0, 0)
           }
         })
       )
@@ -286,7 +295,7 @@ for (const loader of loaders) {
       onNode(() =>
         Effect.gen(function* () {
           const bus = yield* EventBus
-          const { client, conf } = yield* startPlugin(loader)
+          const { manager, client, conf } = yield* startPlugin(loader)
 
           yield* client.publish({ type: "conf.hello", data: { n: 1, list: ["a", null] } })
           const hello = yield* awaitEvent(conf, "conf.hello")
@@ -308,6 +317,12 @@ for (const loader of loaders) {
           assert.strictEqual(refused._tag, "PermissionDenied")
           assert.strictEqual((refused as Errors.PermissionDenied).permission, "events:publish:other.x")
           assert.strictEqual((refused as Errors.PermissionDenied).principal, pluginId)
+
+          // A type that is not concrete is the plugin's defect: the caller gets PluginFailure, the plugin runs on.
+          const invalid = yield* Effect.flip(client.publish({ type: "conf.*", data: 1 }))
+          assert.strictEqual(invalid._tag, "PluginFailure")
+          assert.include((invalid as Errors.PluginFailure).reason, "wildcards are for patterns")
+          assert.strictEqual((yield* manager.get(pluginId)).state, "running")
         })
       )
     )
@@ -508,7 +523,13 @@ for (const loader of loaders) {
           assert.strictEqual(yield* subscribers, baseline + 1, "its content.* subscription")
 
           yield* manager.stop(pluginId)
-          assert.strictEqual((yield* manager.get(pluginId)).state, "stopped")
+          const afterStop = yield* manager.get(pluginId)
+          assert.strictEqual(afterStop.state, "stopped")
+          assert.strictEqual(afterStop.pid, null)
+          assert.strictEqual(
+            afterStop.lastExit?.reason ?? null,
+            loader.kind === "subprocess" ? "clean" : null
+          )
           const stopped = yield* awaitEvent(conf, "conf.stopped")
           assert.strictEqual(stopped.source, pluginId)
           assert.deepStrictEqual(stopped.data, { label: loader.name, starts: 1 })
@@ -573,6 +594,10 @@ for (const loader of loaders) {
           yield* loader.register({ label: 42 })
           const error = yield* Effect.flip(manager.start(pluginId))
           assert.strictEqual(error._tag, "InvalidConfig")
+          assert.deepStrictEqual(
+            (error as Errors.InvalidConfig).issues.map((issue) => issue.path),
+            ["label"]
+          )
           const info = yield* manager.get(pluginId)
           assert.strictEqual(info.state, "failed")
           assert.include(info.error, "label")
@@ -582,6 +607,37 @@ for (const loader of loaders) {
           assert.isUndefined(yield* hostValue(namespace, "lifecycle/starts"), "no plugin code ran")
           const node = yield* registry.call(Principal.operator, "node", "info", undefined)
           assert.isObject(node)
+        })
+      )
+    )
+
+    it.scopedLive(
+      "a call in flight when it is stopped settles promptly: it completes, or fails with PluginUnavailable",
+      onNode(() =>
+        Effect.gen(function* () {
+          const hooks = yield* HookRegistry
+          const calls: Array<string> = []
+          yield* hooks.register("service.before.call", "conformance-test", (call) =>
+            Effect.sync(() => {
+              calls.push((call as { method: string }).method)
+            })
+          )
+          const { manager, client } = yield* startPlugin(loader)
+          const inFlight = yield* Effect.fork(Effect.exit(client.sleep({ millis: 1000 })))
+          yield* eventually(
+            Effect.sync(() => (calls.includes("sleep") ? true : undefined)),
+            "the call reached the mesh"
+          )
+          // Answered after the sleep request was read: it is with the plugin.
+          yield* client.pid()
+          yield* manager.stop(pluginId)
+          const settled = yield* Fiber.join(inFlight).pipe(Effect.timeoutOption("10 seconds"))
+          assert.isTrue(Option.isSome(settled), "settled long before the 30 s call timeout")
+          const exit = Option.getOrThrow(settled)
+          if (Exit.isFailure(exit)) {
+            const failure = Cause.failureOption(exit.cause)
+            assert.strictEqual(Option.isSome(failure) ? failure.value._tag : "defect", "PluginUnavailable")
+          }
         })
       )
     )

@@ -11,6 +11,7 @@ import * as path from "node:path"
 import * as readline from "node:readline"
 import { fileURLToPath } from "node:url"
 import { PluginUnavailable } from "@blackhole/sdk/Errors"
+import * as Framing from "@blackhole/sdk/Framing"
 import * as PluginManifest from "@blackhole/sdk/PluginManifest"
 import * as ServiceContract from "@blackhole/sdk/ServiceContract"
 import * as Rpc from "@effect/rpc/Rpc"
@@ -48,7 +49,8 @@ const Hog = ServiceContract.make(
   "hog",
   RpcGroup.make(
     ServiceContract.read(Rpc.make("pid", { success: Schema.Number })),
-    ServiceContract.admin(Rpc.make("allocate"))
+    ServiceContract.admin(Rpc.make("allocate")),
+    ServiceContract.admin(Rpc.make("allocateOffHeap"))
   )
 )
 const Sockets = ServiceContract.make(
@@ -82,16 +84,19 @@ const fastLoader: Partial<SubprocessLoader.SubprocessOptions> = {
   sampleIntervalMillis: 100
 }
 const fastRestart: RestartPolicy = { initialDelayMillis: 50, maxRestarts: 3, windowMillis: 10_000 }
+/** Quarantine after the second restart within 10 s. */
+const crashLoopRestart: RestartPolicy = { ...fastRestart, maxRestarts: 2 }
+
+/** How a test runs a fixture: loader options and restart policy over the fast defaults, a config, a manifest edit. */
+interface FixtureOptions {
+  readonly loader?: Partial<SubprocessLoader.SubprocessOptions>
+  readonly restart?: RestartPolicy
+  readonly config?: unknown
+  readonly manifest?: (manifest: PluginManifest.PluginManifest) => PluginManifest.PluginManifest
+}
 
 /** Registers and starts the fixture plugin in `fixtures/plugins/<name>`; returns its id. */
-const startFixture = (
-  name: string,
-  options: {
-    readonly loader?: Partial<SubprocessLoader.SubprocessOptions>
-    readonly restart?: RestartPolicy
-    readonly config?: unknown
-  } = {}
-) =>
+const startFixture = (name: string, options: FixtureOptions = {}) =>
   Effect.gen(function* () {
     const manager = yield* PluginManager
     const id = yield* register(name, options)
@@ -100,20 +105,14 @@ const startFixture = (
   })
 
 /** Registers the fixture plugin in `fixtures/plugins/<name>` without starting it; returns its id. */
-const register = (
-  name: string,
-  options: {
-    readonly loader?: Partial<SubprocessLoader.SubprocessOptions>
-    readonly restart?: RestartPolicy
-    readonly config?: unknown
-  } = {}
-) =>
+const register = (name: string, options: FixtureOptions = {}) =>
   Effect.gen(function* () {
     const directory = path.join(fixtures, "plugins", name)
-    const manifest = yield* PluginManifest.decodeJson(
+    const decoded = yield* PluginManifest.decodeJson(
       fs.readFileSync(path.join(directory, "plugin.json"), "utf8"),
       directory
     )
+    const manifest = options.manifest?.(decoded) ?? decoded
     const manager = yield* PluginManager
     yield* manager.registerWith(
       manifest,
@@ -194,6 +193,54 @@ const awaitCall = <A, E>(fiber: Fiber.Fiber<A, E>, millis: number, what: string)
 
 const hex = (bytes: ReadonlyArray<number> | Buffer) => Buffer.from(bytes).toString("hex")
 
+/** The hog with a limit it can idle under: its idle RSS is ~85 MB (see the skipped 64MB test). */
+const roomyHog: FixtureOptions = {
+  manifest: (manifest) => ({ ...manifest, resources: { maxMemory: "192MB" } })
+}
+
+/** Spawns `fixtures/hosts/<script>` as a separate host; SIGKILLed and reaped when the Scope closes, if it runs. */
+const spawnHost = (script: string, args: ReadonlyArray<string> = []) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const host = childProcess.spawn(process.execPath, [path.join(fixtures, "hosts", script), ...args], {
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      const output = { stdout: "", stderr: "" }
+      host.stdout!.on("data", (chunk: Buffer) => {
+        output.stdout += chunk.toString()
+      })
+      host.stderr!.on("data", (chunk: Buffer) => {
+        output.stderr += chunk.toString()
+      })
+      return { host, output }
+    }),
+    ({ host }) =>
+      Effect.async<void>((resume) => {
+        if (host.exitCode !== null || host.signalCode !== null) return resume(Effect.void)
+        host.once("exit", () => resume(Effect.void))
+        host.kill("SIGKILL")
+      })
+  )
+
+/** Runs a host script to its end (at most `timeoutMillis`): how it exited and what it printed. */
+const runHost = (script: string, args: ReadonlyArray<string>, timeoutMillis: number) =>
+  Effect.gen(function* () {
+    const { host, output } = yield* spawnHost(script, args)
+    const exit = yield* Effect.async<{ code: number | null; signal: string | null }>((resume) => {
+      if (host.exitCode !== null || host.signalCode !== null) {
+        return resume(Effect.succeed({ code: host.exitCode, signal: host.signalCode }))
+      }
+      host.once("close", (code, signal) => resume(Effect.succeed({ code, signal })))
+    }).pipe(
+      Effect.timeoutFail({
+        duration: Duration.millis(timeoutMillis),
+        onTimeout: () => new Error(`${script} still running after ${timeoutMillis} ms: ${output.stderr}`)
+      }),
+      Effect.orDie
+    )
+    return { ...exit, ...output }
+  })
+
 describe("subprocess faults: the process dies", () => {
   it.scopedLive("SIGKILL mid-call: the call fails with PluginUnavailable, the plugin restarts", () =>
     Effect.gen(function* () {
@@ -229,7 +276,7 @@ describe("subprocess faults: the process dies", () => {
       const pid = yield* echo.pid()
 
       const loop = yield* Effect.fork(echo.busyLoop())
-      const after = yield* restartedFrom(id, pid, 5000 + fastLoader.heartbeatDeadlineMillis!)
+      const after = yield* restartedFrom(id, pid, 5000)
       assert.strictEqual(after.lastExit?.reason, "hang")
       assert.isAtLeast(after.restarts, 1)
       assert.isTrue(isGone(pid))
@@ -239,22 +286,55 @@ describe("subprocess faults: the process dies", () => {
     }).pipe(Effect.provide(NodeTest.layer()))
   )
 
-  it.scopedLive("a heap blow-up under maxMemory 64MB is classified oom or limit-memory and restarted", () =>
+  it.scopedLive(
+    "a heap blow-up is V8's out-of-memory abort: classified oom, its call fails, it restarts",
+    () =>
+      Effect.gen(function* () {
+        // One RSS sample at start, the next a minute later: the heap flag (¾ of maxMemory) ends the blow-up,
+        // not the sampler (whose kill is the next test's).
+        const id = yield* startFixture("fault-hog", { ...roomyHog, loader: { sampleIntervalMillis: 60_000 } })
+        const hog = (yield* ServiceRegistry).client(Principal.operator, Hog)
+        const pid = yield* hog.pid()
+
+        const call = yield* Effect.fork(hog.allocate())
+        const after = yield* restartedFrom(id, pid, 10_000)
+        assert.strictEqual(after.lastExit?.reason, "oom")
+        assert.isTrue(
+          after.lastExit?.signal === "SIGABRT" || after.lastExit?.code === 134,
+          JSON.stringify(after.lastExit)
+        )
+        assert.isAtLeast(after.restarts, 1)
+        assert.isTrue(isGone(pid))
+        assert.instanceOf(failureOf(yield* awaitCall(call, 1000, "the allocating call")), PluginUnavailable)
+        assert.strictEqual(yield* hog.pid(), after.pid)
+      }).pipe(Effect.provide(NodeTest.layer()))
+  )
+
+  it.scopedLive("resident memory over maxMemory outside the V8 heap is a limit-memory kill", () =>
     Effect.gen(function* () {
-      const id = yield* startFixture("fault-hog")
+      const id = yield* startFixture("fault-hog", roomyHog)
       const hog = (yield* ServiceRegistry).client(Principal.operator, Hog)
       const pid = yield* hog.pid()
-      // Idle, it runs within its limit (the RSS sampler does not kill it at rest).
+
+      yield* Effect.fork(hog.allocateOffHeap())
+      const after = yield* restartedFrom(id, pid, 10_000)
+      assert.strictEqual(after.lastExit?.reason, "limit-memory")
+      assert.strictEqual(after.lastExit?.signal, "SIGKILL")
+    }).pipe(Effect.provide(NodeTest.layer()))
+  )
+
+  // BUG: the runtime alone is ~85 MB resident (bare node: ~40 MB), so the RSS sampler kills a plugin whose
+  // maxMemory is below that right after it starts, at rest; it crash-loops into quarantine (see the report).
+  it.scopedLive.skip("a plugin with maxMemory 64MB keeps running while idle", () =>
+    Effect.gen(function* () {
+      const id = yield* startFixture("fault-hog")
+      const pid = (yield* info(id)).pid
+      yield* Effect.sleep(Duration.millis(1000))
       const idle = yield* info(id)
       assert.strictEqual(idle.state, "running")
-      assert.isNotNull(idle.memoryBytes)
-
-      const call = yield* Effect.fork(hog.allocate())
-      const after = yield* restartedFrom(id, pid, 10_000)
-      assert.include(["oom", "limit-memory"], after.lastExit?.reason)
-      assert.isAtLeast(after.restarts, 1)
-      assert.instanceOf(failureOf(yield* awaitCall(call, 1000, "the allocating call")), PluginUnavailable)
-      assert.strictEqual(yield* hog.pid(), after.pid)
+      assert.strictEqual(idle.pid, pid)
+      assert.strictEqual(idle.restarts, 0)
+      assert.isNull(idle.lastExit)
     }).pipe(Effect.provide(NodeTest.layer()))
   )
 
@@ -326,32 +406,52 @@ describe("subprocess faults: garbage on the channel", () => {
       }).pipe(Effect.provide(NodeTest.layer()))
   )
 
-  it.scopedLive("a truncated frame and then exit(1) fails the plugin and it restarts", () =>
+  it.scopedLive("a truncated frame and then exit — with code 1 or 0 — fails the plugin and it restarts", () =>
     Effect.gen(function* () {
       const babbler = (yield* ServiceRegistry).client(Principal.operator, Babbler)
       const id = yield* startFixture("fault-babbler")
-      const pid = yield* babbler.pid()
+      // A header announcing 1000 bytes, then 14 of them.
       const truncated = Buffer.concat([header(1000, 2), Buffer.from('{"_tag":"Exit"')])
-      yield* Effect.exit(babbler.writeAndExit({ hex: hex(truncated), code: 1 }))
-      const after = yield* restartedFrom(id, pid)
-      assert.strictEqual(after.lastExit?.reason, "crash")
-      assert.isAtLeast(after.restarts, 1)
+      for (const code of [1, 0]) {
+        const pid = yield* babbler.pid()
+        yield* Effect.exit(babbler.writeAndExit({ hex: hex(truncated), code }))
+        const after = yield* restartedFrom(id, pid)
+        // Exit code 0 after a broken frame is no clean stop.
+        assert.strictEqual(after.lastExit?.reason, "crash", `exit(${code})`)
+        assert.isTrue(isGone(pid))
+      }
     }).pipe(Effect.provide(NodeTest.layer()))
   )
 
-  it.scopedLive(
-    "a truncated frame and then exit(0) still fails the plugin (not a clean stop) and it restarts",
-    () =>
-      Effect.gen(function* () {
-        const babbler = (yield* ServiceRegistry).client(Principal.operator, Babbler)
-        const id = yield* startFixture("fault-babbler")
-        const pid = yield* babbler.pid()
-        const truncated = Buffer.concat([header(1000, 2), Buffer.from('{"_tag":"Exit"')])
-        yield* Effect.exit(babbler.writeAndExit({ hex: hex(truncated), code: 0 }))
-        const after = yield* restartedFrom(id, pid)
-        assert.strictEqual(after.lastExit?.reason, "crash")
-        assert.isAtLeast(after.restarts, 1)
-      }).pipe(Effect.provide(NodeTest.layer()))
+  // BUG: a well-framed body of the wrong shape is routed unchecked. A Reply frame (kind 5) whose body is not
+  // an array — `null`, `42` — throws "body is not iterable" inside the channel's "data" listener: an uncaught
+  // exception that kills the HOST. RPC frames whose body is no RPC message (42, null, {"_tag":"Nonsense"})
+  // are silently ignored and the plugin keeps running. The issue: a schema-invalid frame fails that plugin,
+  // the host never crashes. Run in a separate host process, so the crash is contained.
+  it.scopedLive.skip("a well-framed body of the wrong shape fails the plugin and never the host", () =>
+    Effect.gen(function* () {
+      const frames = [
+        Framing.encode(Framing.Kind.Reply, null),
+        Framing.encode(Framing.Kind.Reply, 42),
+        Framing.encode(Framing.Kind.ToClient, 42),
+        Framing.encode(Framing.Kind.ToClient, null),
+        Framing.encode(Framing.Kind.ToClient, { _tag: "Nonsense" }),
+        Framing.encode(Framing.Kind.ToServer, { _tag: "Nonsense" })
+      ]
+      const { code, signal, stdout, stderr } = yield* runHost("babble.mjs", frames.map(hex), 60_000)
+      assert.strictEqual(code, 0, `the host died (${code ?? signal}): ${stderr}`)
+      const results = JSON.parse(stdout) as Array<{
+        frame: string
+        restarted: boolean
+        lastExit: PluginInfo["lastExit"]
+      }>
+      assert.strictEqual(results.length, frames.length)
+      for (const result of results) {
+        const body = Buffer.from(result.frame, "hex").toString("utf8", Framing.headerBytes)
+        assert.isTrue(result.restarted, `kind ${Buffer.from(result.frame, "hex")[4]} ${body}`)
+        assert.strictEqual(result.lastExit?.reason, "crash", body)
+      }
+    })
   )
 
   it.scopedLive("garbage while the program starts fails the start with a typed error; the host is fine", () =>
@@ -379,7 +479,7 @@ describe("subprocess faults: supervision", () => {
       const manager = yield* PluginManager
       const bus = yield* EventBus
       const quarantines = yield* bus.subscribe("plugin.quarantined")
-      const id = yield* startFixture("fault-crashloop")
+      const id = yield* startFixture("fault-crashloop", { restart: crashLoopRestart })
 
       const quarantined = yield* waitFor(
         info(id),
@@ -387,7 +487,7 @@ describe("subprocess faults: supervision", () => {
         "the crash loop quarantined",
         20_000
       )
-      assert.strictEqual(quarantined.restarts, fastRestart.maxRestarts)
+      assert.strictEqual(quarantined.restarts, crashLoopRestart.maxRestarts)
       assert.strictEqual(quarantined.lastExit?.reason, "crash")
       assert.strictEqual(quarantined.lastExit?.code, 1)
       assert.isNull(quarantined.pid)
@@ -414,7 +514,7 @@ describe("subprocess faults: supervision", () => {
   // BUG: see the report — a quarantine's reason is only in the plugin.quarantined event; PluginInfo.error stays null.
   it.scopedLive.skip("a quarantined plugin reports why in PluginInfo.error", () =>
     Effect.gen(function* () {
-      const id = yield* startFixture("fault-crashloop")
+      const id = yield* startFixture("fault-crashloop", { restart: crashLoopRestart })
       const quarantined = yield* waitFor(
         info(id),
         (plugin) => plugin.state === "quarantined",
@@ -430,15 +530,16 @@ describe("subprocess faults: supervision", () => {
     () =>
       Effect.gen(function* () {
         const manager = yield* PluginManager
-        const grace = fastLoader.stopGraceMillis!
-        const id = yield* startFixture("fault-stubborn")
+        const grace = 500
+        const id = yield* startFixture("fault-stubborn", { loader: { stopGraceMillis: grace } })
         const pid = yield* (yield* ServiceRegistry).client(Principal.operator, Stubborn).pid()
 
         const started = Date.now()
         yield* manager.stop(id)
         const took = Date.now() - started
-        // Stop call (≤ grace) → channel closed, a short wait (≤ min(1 s, grace)) → SIGTERM → grace → SIGKILL.
-        assert.isBelow(took, 3 * grace + 2000, `stop took ${took} ms`)
+        // The Stop call (up to a grace) → channel closed, a wait (min(1 s, grace)) → SIGTERM → grace →
+        // SIGKILL: at most three graces, plus a margin.
+        assert.isBelow(took, 3 * grace + 1500, `stop took ${took} ms`)
         assert.isTrue(isGone(pid), `pid ${pid} is ${procState(pid)}`)
         const after = yield* manager.get(id)
         assert.strictEqual(after.state, "stopped")
@@ -470,21 +571,6 @@ describe("subprocess faults: supervision", () => {
   )
 })
 
-/** Spawns the orphans host; it is SIGKILLed and reaped when the Scope closes, if it still runs. */
-const spawnHost = Effect.acquireRelease(
-  Effect.sync(() =>
-    childProcess.spawn(process.execPath, [path.join(fixtures, "hosts", "orphans.mjs")], {
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-  ),
-  (host) =>
-    Effect.async<void>((resume) => {
-      if (host.exitCode !== null || host.signalCode !== null) return resume(Effect.void)
-      host.once("exit", () => resume(Effect.void))
-      host.kill("SIGKILL")
-    })
-)
-
 /** Kills whatever of `pids` is still alive when the Scope closes (a failed test must not leave orphans). */
 const killOnExit = (pids: ReadonlyArray<number>) =>
   Effect.addFinalizer(() =>
@@ -505,21 +591,19 @@ describe("subprocess faults: the host dies", () => {
     "the host SIGKILLed while one plugin busy-loops and another is mid-call: no plugin process alive 2 s later",
     () =>
       Effect.gen(function* () {
-        const host = yield* spawnHost
-        let stderr = ""
-        host.stderr!.on("data", (chunk: Buffer) => {
-          stderr += chunk.toString()
-        })
+        const { host, output } = yield* spawnHost("orphans.mjs")
         const line = yield* Effect.async<string, Error>((resume) => {
           const lines = readline.createInterface({ input: host.stdout! })
           lines.once("line", (text) => resume(Effect.succeed(text)))
           host.once("exit", (code, signal) =>
-            resume(Effect.fail(new Error(`host exited (${code ?? signal}) before reporting: ${stderr}`)))
+            resume(
+              Effect.fail(new Error(`host exited (${code ?? signal}) before reporting: ${output.stderr}`))
+            )
           )
         }).pipe(
           Effect.timeoutFail({
             duration: Duration.seconds(20),
-            onTimeout: () => new Error(`host did not report its plugins within 20 s: ${stderr}`)
+            onTimeout: () => new Error(`host did not report its plugins within 20 s: ${output.stderr}`)
           }),
           Effect.orDie
         )

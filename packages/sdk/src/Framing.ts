@@ -86,10 +86,11 @@ export class Decoder {
     while (this.buffered >= headerBytes) {
       const head = this.peek(headerBytes)
       const length = head.readUInt32BE(0)
-      if (length < 1 || length > this.maxFrameBytes) {
+      if (length < 1) throw new FrameError({ reason: "undecodable", detail: "frame length 0 (no kind byte)" })
+      if (length > this.maxFrameBytes) {
         throw new FrameError({
           reason: "oversize",
-          detail: `frame length ${length} outside 1..${this.maxFrameBytes}`
+          detail: `frame length ${length} over the cap of ${this.maxFrameBytes}`
         })
       }
       const kind = head.readUInt8(4)

@@ -17,6 +17,10 @@ import * as Mailbox from "effect/Mailbox"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Framing from "./Framing.js"
+import * as FrameShape from "./internal/frameShape.js"
+
+/** What became of a frame handed to `send`. */
+export type SendResult = "sent" | "closed" | "too-large"
 
 /** Why a channel closed. */
 export type CloseReason =
@@ -27,7 +31,7 @@ export type CloseReason =
 /** An open channel. */
 export interface Channel {
   /** Queues a frame; frames queued in one tick are written together. */
-  readonly send: (kind: Framing.Kind, body: unknown) => void
+  readonly send: (kind: Framing.Kind, body: unknown) => SendResult
   /** Frames of kind Handshake and Heartbeat; RPC frames go to the protocols, fast-path frames to `onFrame`. */
   readonly control: Queue.Dequeue<Framing.Frame>
   /**
@@ -35,6 +39,8 @@ export interface Channel {
    * path of the mesh skips queues and fibers it does not need.
    */
   readonly onFrame: (kind: Framing.Kind, handler: (body: unknown) => void) => void
+  /** Runs `handler` synchronously when the channel closes (at once if it already has). */
+  readonly onClose: (handler: (reason: CloseReason) => void) => void
   /** Completes when the channel closes, with why. */
   readonly closed: Deferred.Deferred<CloseReason>
   /** Bytes received but not yet a whole frame (bounded by the frame cap). */
@@ -69,13 +75,17 @@ export const make = (
   options: ChannelOptions = {}
 ): Effect.Effect<Channel, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const decoder = new Framing.Decoder(options.maxFrameBytes ?? Framing.defaultMaxFrameBytes)
+    const maxFrameBytes = options.maxFrameBytes ?? Framing.defaultMaxFrameBytes
+    const decoder = new Framing.Decoder(maxFrameBytes)
     const closed = yield* Deferred.make<CloseReason>()
     const control = yield* Queue.unbounded<Framing.Frame>()
     const toServer = yield* Queue.unbounded<FromClientEncoded>()
     const toClient = yield* Queue.unbounded<FromServerEncoded>()
     let open = true
+    let greeted = false
     const fastHandlers = new Map<number, (body: unknown) => void>()
+    const closeHandlers: Array<(reason: CloseReason) => void> = []
+    let closeReason: CloseReason | undefined
 
     const finish = (reason: CloseReason) => {
       if (!open) return
@@ -87,6 +97,8 @@ export const make = (
         _tag: "ClientProtocolError",
         error: closedError(reason)
       } as unknown as FromServerEncoded)
+      closeReason = reason
+      for (const handler of closeHandlers) handler(reason)
       Deferred.unsafeDone(closed, Effect.succeed(reason))
     }
 
@@ -103,23 +115,61 @@ export const make = (
         return
       }
       for (const frame of frames) {
-        switch (frame.kind) {
-          case Framing.Kind.ToServer:
-            toServer.unsafeOffer(frame.body as FromClientEncoded)
-            break
-          case Framing.Kind.ToClient:
-            toClient.unsafeOffer(frame.body as FromServerEncoded)
-            break
-          case Framing.Kind.Call:
-          case Framing.Kind.Reply:
-          case Framing.Kind.Cancel: {
-            const handler = fastHandlers.get(frame.kind)
-            if (handler !== undefined) handler(frame.body)
-            break
-          }
-          default:
-            control.unsafeOffer(frame)
+        if (!open) return
+        const problem = route(frame)
+        if (problem !== undefined) {
+          finish({
+            _tag: "Invalid",
+            error: new Framing.FrameError({ reason: "undecodable", detail: problem })
+          })
+          return
         }
+      }
+    }
+
+    /** Delivers one frame; answers why it is invalid instead, if it is. */
+    const route = (frame: Framing.Frame): string | undefined => {
+      // Nothing but the handshake until a handshake frame has arrived.
+      if (!greeted && frame.kind !== Framing.Kind.Handshake)
+        return `kind ${frame.kind} frame before the handshake`
+      switch (frame.kind) {
+        case Framing.Kind.Handshake:
+          greeted = true
+          control.unsafeOffer(frame)
+          return undefined
+        case Framing.Kind.ToServer: {
+          const problem = FrameShape.checkToServer(frame.body)
+          if (problem === undefined) toServer.unsafeOffer(frame.body as FromClientEncoded)
+          return problem
+        }
+        case Framing.Kind.ToClient: {
+          const problem = FrameShape.checkToClient(frame.body)
+          if (problem === undefined) toClient.unsafeOffer(frame.body as FromServerEncoded)
+          return problem
+        }
+        case Framing.Kind.Call:
+        case Framing.Kind.Reply:
+        case Framing.Kind.Cancel: {
+          const valid =
+            frame.kind === Framing.Kind.Call
+              ? FrameShape.isCall(frame.body)
+              : frame.kind === Framing.Kind.Reply
+                ? FrameShape.isReply(frame.body)
+                : FrameShape.isCancel(frame.body)
+          if (!valid) return `malformed kind ${frame.kind} frame`
+          const handler = fastHandlers.get(frame.kind)
+          if (handler === undefined) return undefined
+          try {
+            handler(frame.body)
+            return undefined
+          } catch (error) {
+            // A handler must never take the process down: the frame that made it throw is invalid.
+            return `kind ${frame.kind} frame rejected: ${error instanceof Error ? error.message : String(error)}`
+          }
+        }
+        default:
+          control.unsafeOffer(frame)
+          return undefined
       }
     }
     stream.on("data", onData)
@@ -139,14 +189,18 @@ export const make = (
       corked = false
       if (open) stream.uncork()
     }
-    const send = (kind: Framing.Kind, body: unknown) => {
-      if (!open) return
+    const send = (kind: Framing.Kind, body: unknown): SendResult => {
+      if (!open) return "closed"
+      const frame = Framing.encode(kind, body)
+      // The cap holds both ways: the sender refuses what the receiver would have to reject.
+      if (frame.length - 4 > maxFrameBytes) return "too-large"
       if (!corked) {
         corked = true
         stream.cork()
         process.nextTick(uncork)
       }
-      stream.write(Framing.encode(kind, body))
+      stream.write(frame)
+      return "sent"
     }
 
     const close = Effect.sync(() => finish({ _tag: "Ended" }))
@@ -162,6 +216,10 @@ export const make = (
       isOpen: () => open,
       onFrame: (kind, handler) => {
         fastHandlers.set(kind, handler)
+      },
+      onClose: (handler) => {
+        if (closeReason === undefined) closeHandlers.push(handler)
+        else handler(closeReason)
       }
     }
   })
@@ -184,7 +242,21 @@ export const serverProtocol = (
       yield* pump(channel.toServer, (message) => writeRequest(0, message))
       return {
         disconnects: yield* Mailbox.make<number>(),
-        send: (_clientId, response) => Effect.sync(() => channel.send(Framing.Kind.ToClient, response)),
+        send: (_clientId, response) =>
+          Effect.sync(() => {
+            if (channel.send(Framing.Kind.ToClient, response) !== "too-large") return
+            // Too large to send: the caller gets a defect for this one request instead.
+            if (response._tag === "Exit" || response._tag === "Chunk") {
+              channel.send(Framing.Kind.ToClient, {
+                _tag: "Exit",
+                requestId: response.requestId,
+                exit: {
+                  _tag: "Failure",
+                  cause: { _tag: "Die", defect: "response larger than the channel's frame cap" }
+                }
+              })
+            }
+          }),
         end: () => Effect.void,
         clientIds: Effect.succeed(new Set([0])),
         initialMessage: Effect.succeedNone,

@@ -7,6 +7,7 @@
  * it does in process: only the context layer differs.
  */
 
+import * as fs from "node:fs"
 import * as net from "node:net"
 import { pathToFileURL } from "node:url"
 import * as RpcClient from "@effect/rpc/RpcClient"
@@ -46,12 +47,14 @@ import { Services } from "./Services.js"
 export const env = {
   pluginId: "BLACKHOLE_PLUGIN_ID",
   main: "BLACKHOLE_PLUGIN_MAIN",
-  secret: "BLACKHOLE_PLUGIN_SECRET",
   maxFrameBytes: "BLACKHOLE_MAX_FRAME_BYTES"
 } as const
 
 /** The file descriptor of the channel in the child. */
 export const channelFd = 3
+
+/** The file descriptor the host writes the per-spawn secret to (then closes). */
+export const secretFd = 4
 
 /** The marker a host's Subscribe stream sends first, so a subscription is live when `subscribe` returns. */
 export const subscribedMarker = "blackhole.subscribed"
@@ -279,9 +282,11 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
       }
     })
 
+    // disableFatalDefects: a defect answers its own request only, not every call on the channel.
     yield* RpcServer.make(PluginProtocol.HostToPlugin, {
       disableTracing: true,
-      concurrency: "unbounded"
+      concurrency: "unbounded",
+      disableFatalDefects: true
     }).pipe(
       Effect.provide(PluginProtocol.HostToPlugin.toLayer(handlers)),
       Effect.provideServiceEffect(RpcServer.Protocol, PluginChannel.serverProtocol(channel)),
@@ -291,6 +296,11 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
     // The mesh's per-call fast path: a Call frame runs the service's dispatch in a fiber of its own and
     // answers with one Reply frame; a Cancel frame interrupts it (the caller was interrupted).
     const calls = new Map<number, Fiber.RuntimeFiber<unknown, unknown>>()
+    const reply = (id: number, body: readonly [number, 0 | 1 | 2, unknown]) => {
+      if (channel.send(Framing.Kind.Reply, body) === "too-large") {
+        channel.send(Framing.Kind.Reply, [id, 2, "the result is larger than the channel's frame cap"])
+      }
+    }
     channel.onFrame(Framing.Kind.Call, (body) => {
       const [id, service, method, payload] = body as [number, string, string, unknown]
       const dispatch = running?.dispatch.get(service)
@@ -303,12 +313,12 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
       fiber.addObserver((exit) => {
         calls.delete(id)
         if (Exit.isSuccess(exit)) {
-          channel.send(Framing.Kind.Reply, [id, 0, exit.value])
+          reply(id, [id, 0, exit.value])
           return
         }
         const failure = Cause.failureOption(exit.cause)
-        channel.send(
-          Framing.Kind.Reply,
+        reply(
+          id,
           Option.isSome(failure) ? [id, 1, encodeCallError(failure.value)] : [id, 2, Cause.pretty(exit.cause)]
         )
       })
@@ -331,18 +341,30 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
     )
   })
 
-/** Reads the runtime's settings from the environment; the secret is removed from it at once. */
+/**
+ * Reads the runtime's settings from the environment, and the per-spawn secret from its own pipe
+ * (file descriptor 4, closed after): a secret in the environment would stay readable in
+ * /proc/<pid>/environ for the process's lifetime.
+ */
 const settings = () => {
   const pluginId = process.env[env.pluginId]
   const main = process.env[env.main]
-  const secret = process.env[env.secret]
-  delete process.env[env.secret]
-  if (pluginId === undefined || main === undefined || secret === undefined) {
+  let secret: string | undefined
+  try {
+    secret = fs.readFileSync(secretFd, "utf8").trim()
+    fs.closeSync(secretFd)
+  } catch {
+    secret = undefined
+  }
+  if (pluginId === undefined || main === undefined || secret === undefined || secret === "") {
     throw new Error(
-      `the plugin runtime is started by the Blackhole host (missing ${env.pluginId}, ${env.main} or ${env.secret})`
+      `the plugin runtime is started by the Blackhole host (missing ${env.pluginId}, ${env.main} or the secret on fd ${secretFd})`
     )
   }
   const maxFrameBytes = Number(process.env[env.maxFrameBytes] ?? Framing.defaultMaxFrameBytes)
+  if (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 1024) {
+    throw new Error(`${env.maxFrameBytes} must be a whole number of bytes, at least 1024`)
+  }
   return { pluginId, main, secret, maxFrameBytes }
 }
 
@@ -378,9 +400,17 @@ export const main = Effect.gen(function* () {
   if (welcome.kind !== Framing.Kind.Handshake || !Schema.is(PluginProtocol.Welcome)(welcome.body)) {
     return yield* new PluginFailure({ pluginId, reason: "the host did not welcome this process" })
   }
+  if (welcome.body.version !== PluginProtocol.version) {
+    return yield* new PluginFailure({
+      pluginId,
+      reason: `protocol version mismatch: host ${welcome.body.version}, runtime ${PluginProtocol.version}`
+    })
+  }
   yield* serve(definition, channel, pluginId)
   // Served until the host closes the channel; then this process has nothing left to do.
-  yield* Deferred.await(channel.closed)
+  const reason = yield* Deferred.await(channel.closed)
+  // A channel the host broke is not a clean end: exit non-zero so the host records it as a crash.
+  if (reason._tag !== "Ended") process.exitCode = 2
 }).pipe(Effect.scoped)
 
 /** Runs `main` and exits the process when the channel closes or the runtime fails. */
@@ -396,6 +426,6 @@ export const runMain = (): void => {
       process.stderr.write(`${Cause.pretty(exit.cause)}\n`)
       process.exit(1)
     }
-    process.exit(0)
+    process.exit()
   })
 }

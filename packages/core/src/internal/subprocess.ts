@@ -5,7 +5,13 @@ import { createRequire } from "node:module"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import type { Duplex } from "node:stream"
-import { type MeshError, PluginFailure, PluginUnavailable } from "@blackhole/sdk/Errors"
+import {
+  InvalidPayload,
+  Issue,
+  type MeshError,
+  PluginFailure,
+  PluginUnavailable
+} from "@blackhole/sdk/Errors"
 import { Event } from "@blackhole/sdk/Event"
 import { Events } from "@blackhole/sdk/Events"
 import * as Framing from "@blackhole/sdk/Framing"
@@ -349,6 +355,8 @@ export const make = (options: SubprocessOptions): PluginLoader => {
   const load = ({ context, granted }: LoadContext) =>
     Effect.gen(function* () {
       const secret = crypto.randomBytes(32).toString("hex")
+      // One budget from fork to started program, shared by the handshake and the Start call.
+      const startDeadline = Date.now() + startTimeout
       const main = path.resolve(options.directory, manifest.main)
 
       // Heap cap a little under the RSS limit, so V8 fails with OOM before the sampler has to kill.
@@ -404,12 +412,12 @@ export const make = (options: SubprocessOptions): PluginLoader => {
             env: scrubbedEnv({
               [PluginRuntime.env.pluginId]: pluginId,
               [PluginRuntime.env.main]: main,
-              [PluginRuntime.env.secret]: secret,
               [PluginRuntime.env.maxFrameBytes]: String(maxFrameBytes),
               ...(options.dataDirectory === undefined ? {} : { BLACKHOLE_PLUGIN_DATA: options.dataDirectory })
             }),
-            // stdin closed; stdout/stderr captured; fd 3 is the channel. Never "ipc".
-            stdio: ["ignore", "pipe", "pipe", "pipe"],
+            // stdin closed; stdout/stderr captured; fd 3 is the channel; fd 4 carries the secret once.
+            // Never "ipc": a hostile child can crash its parent through Node's IPC channel.
+            stdio: ["ignore", "pipe", "pipe", "pipe", "pipe"],
             // Its own process group: a Ctrl-C at the terminal reaches the host, which stops plugins in order.
             detached: true
           }),
@@ -420,7 +428,11 @@ export const make = (options: SubprocessOptions): PluginLoader => {
         return yield* new PluginFailure({ pluginId, reason: "the plugin process did not start" })
       }
       child.on("error", () => {})
-      child.once("exit", (code, signal) => {
+      const secretPipe = child.stdio[PluginRuntime.secretFd] as Duplex
+      secretPipe.on("error", () => {})
+      secretPipe.end(secret)
+      // "close", not "exit": by then the channel's end has been read, so a half-written frame is a crash.
+      child.once("close", (code, signal) => {
         const reason: LastExit["reason"] =
           killReason ??
           (code === 0 && signal === null
@@ -522,9 +534,11 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       yield* Effect.addFinalizer(() =>
         Effect.forEach(hookScopes.values(), (scope) => Scope.close(scope, Exit.void))
       )
+      // disableFatalDefects: a defect answers its own request only, not every call on the channel.
       yield* RpcServer.make(PluginProtocol.PluginToHost, {
         disableTracing: true,
-        concurrency: "unbounded"
+        concurrency: "unbounded",
+        disableFatalDefects: true
       }).pipe(
         Effect.provide(PluginProtocol.PluginToHost.toLayer(hostHandlers(context, () => client!, hookScopes))),
         Effect.provideServiceEffect(RpcServer.Protocol, PluginChannel.serverProtocol(channel)),
@@ -559,7 +573,7 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       const nodeInfo = Context.get(context, NodeInfo)
       const started = yield* guarded(pluginClient.Start({ config: rawConfigOf(context), nodeInfo })).pipe(
         Effect.timeoutFail({
-          duration: Duration.millis(startTimeout),
+          duration: Duration.millis(Math.max(0, startDeadline - Date.now())),
           onTimeout: () =>
             new PluginFailure({ pluginId, reason: `the program did not start within ${startTimeout} ms` })
         }),
@@ -650,15 +664,11 @@ export const make = (options: SubprocessOptions): PluginLoader => {
               : Effect.fail(new PluginFailure({ pluginId, reason: String(value) }))
         )
       })
-      yield* Deferred.await(channel.closed).pipe(
-        Effect.tap(() =>
-          Effect.sync(() => {
-            for (const resume of pending.values()) resume(Effect.fail(gone()))
-            pending.clear()
-          })
-        ),
-        Effect.forkScoped
-      )
+      // Synchronously when the channel closes: a fiber in the plugin's Scope would already be gone by then.
+      channel.onClose(() => {
+        for (const resume of pending.values()) resume(Effect.fail(gone()))
+        pending.clear()
+      })
       // One timer per call bounds it (cheaper than a timeout fiber); on expiry the plugin is told to cancel.
       const invoke = (service: string, method: string, payload: unknown) =>
         Effect.async<unknown, MeshError | ServiceContract.MethodError>((resume) => {
@@ -681,7 +691,24 @@ export const make = (options: SubprocessOptions): PluginLoader => {
             clearTimeout(timer)
             resume(result)
           })
-          channel.send(Framing.Kind.Call, [id, service, method, payload])
+          const sent = channel.send(Framing.Kind.Call, [id, service, method, payload])
+          if (sent !== "sent") {
+            pending.delete(id)
+            clearTimeout(timer)
+            return resume(
+              Effect.fail(
+                sent === "closed"
+                  ? gone()
+                  : new InvalidPayload({
+                      service,
+                      method,
+                      issues: [
+                        new Issue({ path: "", message: "the payload is larger than the channel's frame cap" })
+                      ]
+                    })
+              )
+            )
+          }
           return Effect.sync(() => {
             clearTimeout(timer)
             if (pending.delete(id)) channel.send(Framing.Kind.Cancel, [id])
