@@ -46,8 +46,6 @@ export class ResourceLimiter extends Context.Tag("@blackhole/core/ResourceLimite
   }
 >() {}
 
-const unlimited = <A, E, R>(call: Effect.Effect<A, E, R>) => call
-
 const makeQuota = (rateLimiter: RateLimiter.RateLimiter, principal: string, limits: ResourceLimits) =>
   Effect.gen(function* () {
     let memoryBytes = 0
@@ -116,7 +114,8 @@ const makeQuota = (rateLimiter: RateLimiter.RateLimiter, principal: string, limi
     const quota: Quota = {
       principal,
       limits,
-      inbound: concurrency === undefined ? unlimited : inboundLimited,
+      // Always counted (draining on reload needs the count); bounded only when maxGoroutines is set.
+      inbound: inboundLimited,
       outbound: <A, E, R>(call: Effect.Effect<A, E, R>) =>
         Effect.zipRight(consume, outboundLimited(call)) as Effect.Effect<A, E | RateLimited, R>,
       reserveMemory: (bytes) =>
