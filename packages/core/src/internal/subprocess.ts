@@ -257,6 +257,8 @@ const hookEncoders = new Map<string, (payload: unknown) => unknown>(
 
 /** Serves the plugin's calls to its context services from its sandbox. */
 const hostHandlers = (
+  admitLog: () => boolean,
+
   context: Context.Context<ContextServices>,
   plugin: () => PluginClient,
   hookScopes: Map<number, Scope.CloseableScope>
@@ -274,7 +276,8 @@ const hostHandlers = (
     data: null
   })
   return PluginProtocol.PluginToHost.of({
-    Log: ({ level, message, annotations }) => logger.log(level, message, annotations),
+    Log: ({ level, message, annotations }) =>
+      Effect.suspend(() => (admitLog() ? logger.log(level, message, annotations) : Effect.void)),
     Publish: ({ type, data }) => events.publish(type, data),
     Subscribe: ({ pattern }) =>
       Stream.unwrapScoped(
@@ -313,7 +316,29 @@ const hostHandlers = (
   })
 }
 
-/** Lines of output per second passed on; the rest are counted so a plugin cannot flood the host log. */
+/**
+ * At most `perSecond` lines a second pass; the rest are counted and reported once per window, so a
+ * plugin cannot flood the host log (through its output or its logger).
+ */
+const lineLimiter = (perSecond: number, reportDropped: (dropped: number) => void) => {
+  let windowStart = Date.now()
+  let count = 0
+  let dropped = 0
+  return (): boolean => {
+    const now = Date.now()
+    if (now - windowStart >= 1000) {
+      if (dropped > 0) reportDropped(dropped)
+      windowStart = now
+      count = 0
+      dropped = 0
+    }
+    if (++count <= perSecond) return true
+    dropped++
+    return false
+  }
+}
+
+/** Passes a plugin's stdout or stderr to the host log, line by line, rate-limited. */
 const forwardOutput = (
   stream: NodeJS.ReadableStream,
   pluginId: string,
@@ -321,21 +346,12 @@ const forwardOutput = (
   linesPerSecond: number,
   log: (line: string) => void
 ) => {
-  let windowStart = Date.now()
-  let count = 0
-  let dropped = 0
+  const admit = lineLimiter(linesPerSecond, (dropped) =>
+    log(`[${channel}] ${dropped} lines from ${pluginId} dropped (over ${linesPerSecond}/s)`)
+  )
   const lines = readline.createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY })
   lines.on("line", (line) => {
-    const now = Date.now()
-    if (now - windowStart >= 1000) {
-      if (dropped > 0)
-        log(`[${channel}] ${dropped} lines from ${pluginId} dropped (over ${linesPerSecond}/s)`)
-      windowStart = now
-      count = 0
-      dropped = 0
-    }
-    if (++count > linesPerSecond) dropped++
-    else log(`[${channel}] ${line}`)
+    if (admit()) log(`[${channel}] ${line}`)
   })
   return lines
 }
@@ -540,7 +556,18 @@ export const make = (options: SubprocessOptions): PluginLoader => {
         concurrency: "unbounded",
         disableFatalDefects: true
       }).pipe(
-        Effect.provide(PluginProtocol.PluginToHost.toLayer(hostHandlers(context, () => client!, hookScopes))),
+        Effect.provide(
+          PluginProtocol.PluginToHost.toLayer(
+            hostHandlers(
+              lineLimiter(linesPerSecond, (dropped) =>
+                log(`${dropped} log lines from ${pluginId} dropped (over ${linesPerSecond}/s)`)
+              ),
+              context,
+              () => client!,
+              hookScopes
+            )
+          )
+        ),
         Effect.provideServiceEffect(RpcServer.Protocol, PluginChannel.serverProtocol(channel)),
         Effect.forkScoped
       )
