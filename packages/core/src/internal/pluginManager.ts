@@ -96,7 +96,8 @@ export const layer = (options: Options) =>
       const transition = (entry: Entry, state: PluginState, reason?: string) =>
         Effect.suspend(() => {
           entry.state = state
-          if (state === "failed" && reason !== undefined) entry.error = reason
+          const trouble = state === "failed" || state === "quarantined"
+          if (trouble && reason !== undefined) entry.error = reason
           return bus
             .publish({
               type: `plugin.${state}`,
@@ -105,8 +106,8 @@ export const layer = (options: Options) =>
             })
             .pipe(
               Effect.zipRight(
-                state === "failed"
-                  ? Effect.logWarning(`plugin ${entry.manifest.id} failed: ${reason ?? "unknown reason"}`)
+                trouble
+                  ? Effect.logWarning(`plugin ${entry.manifest.id} ${state}: ${reason ?? "unknown reason"}`)
                   : Effect.logDebug(`plugin ${entry.manifest.id} ${state}`)
               ),
               Effect.annotateLogs({ plugin: entry.manifest.id })

@@ -356,6 +356,9 @@ const forwardOutput = (
   return lines
 }
 
+/** The smallest `maxMemory` a plugin process can run under: an idle runtime's RSS is ~90 MB here. */
+export const minimumMemoryBytes = 128 * 1024 * 1024
+
 export const make = (options: SubprocessOptions): PluginLoader => {
   const manifest = options.manifest
   const pluginId = manifest.id
@@ -370,6 +373,12 @@ export const make = (options: SubprocessOptions): PluginLoader => {
 
   const load = ({ context, granted }: LoadContext) =>
     Effect.gen(function* () {
+      if (maxMemoryBytes !== undefined && maxMemoryBytes < minimumMemoryBytes) {
+        return yield* new PluginFailure({
+          pluginId,
+          reason: `resources.maxMemory ${manifest.resources?.maxMemory} is below ${minimumMemoryBytes / 1048576}MB, the floor for a plugin process (an idle runtime holds about 90MB); raise it`
+        })
+      }
       const secret = crypto.randomBytes(32).toString("hex")
       // One budget from fork to started program, shared by the handshake and the Start call.
       const startDeadline = Date.now() + startTimeout
@@ -481,7 +490,7 @@ export const make = (options: SubprocessOptions): PluginLoader => {
         Deferred.await(exited).pipe(Effect.timeoutOption(Duration.millis(millis)), Effect.interruptible)
       yield* Effect.addFinalizer(() =>
         Effect.gen(function* () {
-          if (Option.isSome(yield* awaitExit(Math.min(1000, stopGrace)))) return
+          if (Option.isSome(yield* awaitExit(Math.min(500, stopGrace)))) return
           kill("clean", "SIGTERM")
           if (Option.isSome(yield* awaitExit(stopGrace))) return
           killReason = "killed"
@@ -498,6 +507,10 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       forwardOutput(child.stderr!, pluginId, "stderr", linesPerSecond, log)
 
       const channel = yield* PluginChannel.make(child.stdio[3] as Duplex, { maxFrameBytes })
+      // Synchronously, so a process that exits right after a broken frame is still recorded as a crash.
+      channel.onClose((reason) => {
+        if (reason._tag === "Invalid") killReason ??= "crash"
+      })
       // A channel that breaks (garbage, oversize, closed) ends the process: it cannot be trusted any more.
       yield* Deferred.await(channel.closed).pipe(
         Effect.flatMap((reason) =>
