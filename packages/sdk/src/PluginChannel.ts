@@ -277,11 +277,20 @@ export const clientProtocol = (
       yield* pump(channel.toClient, writeResponse)
       return {
         send: (request) =>
-          channel.isOpen()
-            ? Effect.sync(() => channel.send(Framing.Kind.ToServer, request))
-            : Effect.fail(
-                new RpcClientError.RpcClientError({ reason: "Protocol", message: "the channel is closed" })
-              ),
+          Effect.suspend(() => {
+            const sent = channel.send(Framing.Kind.ToServer, request)
+            return sent === "sent"
+              ? Effect.void
+              : Effect.fail(
+                  new RpcClientError.RpcClientError({
+                    reason: "Protocol",
+                    message:
+                      sent === "closed"
+                        ? "the channel is closed"
+                        : "request larger than the channel's frame cap"
+                  })
+                )
+          }),
         supportsAck: true,
         supportsTransferables: false
       }

@@ -27,9 +27,10 @@ export const checkToServer = (body: unknown): string | undefined => {
     case "Ack":
     case "Interrupt":
       return isId(body.requestId) ? undefined : "bad request id"
-    case "Eof":
     case "Ping":
       return undefined
+    // "Eof" is the client's promise to send nothing more; the channel never ends that way (it closes),
+    // and a peer's Eof would stop the server's pump mid-call.
     default:
       return `unknown message ${JSON.stringify(body._tag)}`
   }
@@ -47,6 +48,8 @@ export const checkToClient = (body: unknown): string | undefined => {
     case "Chunk":
       if (!isId(body.requestId)) return "bad request id"
       return Array.isArray(body.values) ? undefined : "bad values"
+    // A Defect fails every call pending on this channel: harm limited to this plugin's own calls, and
+    // @effect/rpc sends one itself when it cannot encode a response.
     case "Defect":
     case "Pong":
     case "ClientEnd":
