@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { fileURLToPath } from "node:url"
 import * as BlackholeNode from "@blackhole/core/BlackholeNode"
 import { Identity } from "@blackhole/core/Identity"
 import { PluginManager } from "@blackhole/core/PluginManager"
@@ -15,7 +16,10 @@ import journal from "./examples/journal.js"
 
 const config: BlackholeNode.NodeConfig = {
   dataDir: process.env.BLACKHOLE_DATA_DIR ?? ".blackhole",
-  plugins: [clock, journal]
+  // Compiled in: these run in this process.
+  plugins: [clock, journal],
+  // Discovered: each plugin found here runs in its own supervised process.
+  discovery: { directories: [fileURLToPath(new URL("../plugins", import.meta.url))] }
 }
 
 const summary = Layer.effectDiscard(

@@ -335,7 +335,8 @@ export const layer = (options: Options) =>
           const exit = yield* Effect.exit(Scope.close(running.scope, Exit.void))
           // The process is gone once its Scope has closed: record how it ended.
           if (running.loaded.exit !== undefined) entry.lastExit = yield* running.loaded.exit
-          if (Exit.isFailure(exit)) {
+          // Interruptions of the plugin's own fibers are how a stop works, not a failure of it.
+          if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) {
             yield* transition(entry, "failed", `stop failed: ${Cause.pretty(exit.cause)}`)
             return
           }

@@ -39,6 +39,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Queue from "effect/Queue"
@@ -356,6 +357,29 @@ const forwardOutput = (
   return lines
 }
 
+/**
+ * Waits for `effect` up to `millis` without racing fibers in the caller. Finalizers run
+ * uninterruptibly, and when the node itself is being interrupted (Ctrl-C) an interruptible region
+ * inside one is cut short at once: the stop sequence would be skipped. So the work runs in a fiber
+ * of its own and a timer bounds the wait.
+ */
+const within = <A, E>(
+  effect: Effect.Effect<A, E>,
+  millis: number
+): Effect.Effect<Option.Option<Exit.Exit<A, E>>> =>
+  Effect.flatMap(Effect.forkDaemon(effect), (fiber) =>
+    Effect.async<Option.Option<Exit.Exit<A, E>>>((resume) => {
+      const timer = setTimeout(() => {
+        fiber.unsafeInterruptAsFork(FiberId.none)
+        resume(Effect.succeed(Option.none()))
+      }, millis)
+      fiber.addObserver((exit) => {
+        clearTimeout(timer)
+        resume(Effect.succeed(Option.some(exit)))
+      })
+    })
+  )
+
 /** The smallest `maxMemory` a plugin process can run under: an idle runtime's RSS is ~90 MB here. */
 export const minimumMemoryBytes = 128 * 1024 * 1024
 
@@ -484,10 +508,8 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       }
       // The process is ours until the plugin Scope closes: make sure it is gone then, whatever happened.
       // By then the Stop call has run and the channel is closed, so a healthy runtime is exiting by itself;
-      // otherwise SIGTERM, the grace period, then SIGKILL. Finalizers are uninterruptible: the waits need
-      // an interruptible region for their timeouts.
-      const awaitExit = (millis: number) =>
-        Deferred.await(exited).pipe(Effect.timeoutOption(Duration.millis(millis)), Effect.interruptible)
+      // otherwise SIGTERM, the grace period, then SIGKILL.
+      const awaitExit = (millis: number) => within(Deferred.await(exited), millis)
       yield* Effect.addFinalizer(() =>
         Effect.gen(function* () {
           if (Option.isSome(yield* awaitExit(Math.min(500, stopGrace)))) return
@@ -664,17 +686,8 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       )
 
       // Stop first asks the program to run its finalizers; the process finalizer above then ends it.
-      // Finalizers run uninterruptibly: the race and the timeout need an interruptible region to end their losers.
-      yield* Effect.addFinalizer(() =>
-        pluginClient
-          .Stop()
-          .pipe(
-            Effect.timeoutOption(Duration.millis(stopGrace)),
-            Effect.raceFirst(Deferred.await(exited)),
-            Effect.ignore,
-            Effect.interruptible
-          )
-      )
+      // A process that is already gone answers nothing: its closed channel fails the call at once.
+      yield* Effect.addFinalizer(() => Effect.asVoid(within(pluginClient.Stop(), stopGrace)))
 
       // The mesh's per-call fast path: one Call frame out, one Reply frame back, no fibers of its own.
       // Interrupting the caller sends a Cancel frame; a closed channel fails every call in flight.
