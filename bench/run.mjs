@@ -11,30 +11,20 @@ import { machine, markdownTable } from "./lib/harness.mjs"
 const here = path.dirname(fileURLToPath(import.meta.url))
 const resultsFile = path.join(here, "results", "latest.json")
 
-// Scenarios that exist, in the order they run. Each module exports `id` and
-// `run({ quick, log }) => Promise<results[]>`.
+// Every scenario of DESIGN.md, in the order they run (DESIGN's order). Each module exports `id`
+// and `run({ quick, log }) => Promise<results[]>`.
 const scenarios = {
-  storage: () => import("./scenarios/storage.mjs"),
   "call-rtt": () => import("./scenarios/call-rtt.mjs"),
   "call-throughput": () => import("./scenarios/call-throughput.mjs"),
   "context-calls": () => import("./scenarios/context-calls.mjs"),
   "cold-start": () => import("./scenarios/cold-start.mjs"),
   "idle-rss": () => import("./scenarios/idle-rss.mjs"),
-  fanout: () => import("./scenarios/fanout.mjs")
+  fanout: () => import("./scenarios/fanout.mjs"),
+  boot: () => import("./scenarios/boot.mjs"),
+  storage: () => import("./scenarios/storage.mjs"),
+  "peer-moleculer": () => import("./scenarios/peer-moleculer.mjs"),
+  "noisy-neighbour": () => import("./scenarios/noisy-neighbour.mjs")
 }
-
-// Scenario ids from DESIGN.md that arrive with the subprocess plugin runtime.
-const planned = [
-  "call-rtt",
-  "call-throughput",
-  "context-calls",
-  "cold-start",
-  "idle-rss",
-  "fanout",
-  "boot",
-  "peer-moleculer",
-  "noisy-neighbour"
-]
 
 const usage = `usage: node bench/run.mjs [--quick] [--only <scenario>[,<scenario>...]]
   --quick   fast smoke run (few iterations; proves the benchmarks run, numbers are rough)
@@ -65,14 +55,12 @@ const parseArgs = (argv) => {
 const options = parseArgs(process.argv.slice(2))
 const selected = options.only ?? Object.keys(scenarios)
 for (const id of selected) {
-  if (scenarios[id] !== undefined) continue
-  if (planned.includes(id))
-    fail(`scenario ${id} is not implemented yet (it arrives with the subprocess runtime)`)
-  fail(`unknown scenario: ${id}`)
+  if (scenarios[id] === undefined) fail(`unknown scenario: ${id}`)
 }
 
-const log = (message) => process.stderr.write(`[bench] ${message}\n`)
 const started = Date.now()
+const log = (message) =>
+  process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(1)}s] ${message}\n`)
 const results = []
 let crashed = false
 

@@ -12,17 +12,18 @@
 //             service.before.call hooks, the fast-path Call/Reply frames, payload decoding and
 //             validation in the plugin, a fiber per call there
 // Each call sends the same 64-character text and gets it back.
+
+import * as Effect from "effect/Effect"
+import { echoContract } from "../fixtures/plugins/echo/contract.mjs"
 import { alternate, median, now, percentile, result } from "../lib/harness.mjs"
 import { fixturePlugin, meshClient, startNode, startSubprocessPlugin } from "../lib/node.mjs"
 import { reapAll, startForkEcho, startRawEcho } from "../lib/procs.mjs"
-import * as Effect from "effect/Effect"
-import { echoContract } from "../fixtures/plugins/echo/contract.mjs"
 
 export const id = "call-rtt"
 
 const SETTINGS = {
   quick: { count: 300, warmup: 1, reps: 3 },
-  full: { count: 2_000, warmup: 2, reps: 9 }
+  full: { count: 2_000, warmup: 3, reps: 9 }
 }
 
 /** The payload of every call: 64 ASCII characters. */
@@ -96,14 +97,46 @@ export const run = async ({ quick, log }) => {
       `same message array, ${TEXT.length}-char text, sandbox permission (same flags)`
     const shape = `sequential calls; per-round p50/p99 of ${count} calls, median of ${reps} rounds after ${warmup} warm-up, sides alternated in one process`
     const row = (metric, value, baseline, baselineName, target, notes) =>
-      result({ scenario: id, metric, unit: "µs", value, baseline, baselineName, better: "lower", target, notes })
+      result({
+        scenario: id,
+        metric,
+        unit: "µs",
+        value,
+        baseline,
+        baselineName,
+        better: "lower",
+        target,
+        notes
+      })
     return [
-      row("p50", p("mesh", "p50"), p("raw", "p50"), "raw-echo-fd3", { on: "ratio", op: "<=", value: 1.5 }, `${subjectNotes}; ${rawNotes}; ${shape}`),
-      row("p99", p("mesh", "p99"), p("raw", "p99"), "raw-echo-fd3", null, `${subjectNotes}; ${rawNotes}; ${shape}`),
-      row("p50-vs-fork-ipc", p("mesh", "p50"), p("fork", "p50"), "fork-ipc", null, `${subjectNotes}; ${forkNotes}; ${shape}`)
+      row(
+        "p50",
+        p("mesh", "p50"),
+        p("raw", "p50"),
+        "raw-echo-fd3",
+        { on: "ratio", op: "<=", value: 1.5 },
+        `${subjectNotes}; ${rawNotes}; ${shape}`
+      ),
+      row(
+        "p99",
+        p("mesh", "p99"),
+        p("raw", "p99"),
+        "raw-echo-fd3",
+        null,
+        `${subjectNotes}; ${rawNotes}; ${shape}`
+      ),
+      row(
+        "p50-vs-fork-ipc",
+        p("mesh", "p50"),
+        p("fork", "p50"),
+        "fork-ipc",
+        null,
+        `${subjectNotes}; ${forkNotes}; ${shape}`
+      )
     ]
   } finally {
-    for (const side of opened.reverse()) await side.close().catch((error) => log(`call-rtt: close failed: ${error}`))
+    for (const side of opened.reverse())
+      await side.close().catch((error) => log(`call-rtt: close failed: ${error}`))
     await node?.close().catch((error) => log(`call-rtt: node close failed: ${error}`))
     await reapAll()
   }

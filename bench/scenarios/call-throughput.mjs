@@ -20,7 +20,7 @@ export const id = "call-throughput"
 const LEVELS = [1, 16, 64]
 const SETTINGS = {
   quick: { count: { 1: 300, 16: 1_500, 64: 2_000 }, warmup: 1, reps: 3 },
-  full: { count: { 1: 1_500, 16: 6_000, 64: 10_000 }, warmup: 1, reps: 7 }
+  full: { count: { 1: 2_000, 16: 8_000, 64: 16_000 }, warmup: 2, reps: 7 }
 }
 
 const perSecond = (count, start) => count / (Number(now() - start) / 1e9)
@@ -43,7 +43,9 @@ export const rawThroughput = async (count, inFlight, call) => {
 export const meshThroughput = async (node, echo, count, inFlight) => {
   const calls = Array.from({ length: count }, () => ({ text: TEXT }))
   const start = now()
-  await node.run(Effect.forEach(calls, (payload) => echo.echo(payload), { concurrency: inFlight, discard: true }))
+  await node.run(
+    Effect.forEach(calls, (payload) => echo.echo(payload), { concurrency: inFlight, discard: true })
+  )
   return perSecond(count, start)
 }
 
@@ -66,7 +68,9 @@ export const run = async ({ quick, log }) => {
         warmup,
         reps,
         onRound: (round, warm) =>
-          log(`call-throughput ${inFlight} in flight: round ${round + 1}/${warmup + reps}${warm ? " (warm-up)" : ""}`),
+          log(
+            `call-throughput ${inFlight} in flight: round ${round + 1}/${warmup + reps}${warm ? " (warm-up)" : ""}`
+          ),
         sides: [
           { name: "raw", run: () => rawThroughput(count, inFlight, raw.call) },
           { name: "mesh", run: () => meshThroughput(node, echo, count, inFlight) }

@@ -16,7 +16,7 @@ import { reapAll, spawnTracked } from "../lib/procs.mjs"
 export const id = "cold-start"
 
 const SETTINGS = {
-  quick: { warmup: 1, reps: 3 },
+  quick: { warmup: 1, reps: 2 },
   full: { warmup: 1, reps: 9 }
 }
 
@@ -52,7 +52,8 @@ export const run = async ({ quick, log }) => {
     const rounds = await alternate({
       warmup,
       reps,
-      onRound: (round, warm) => log(`cold-start: round ${round + 1}/${warmup + reps}${warm ? " (warm-up)" : ""}`),
+      onRound: (round, warm) =>
+        log(`cold-start: round ${round + 1}/${warmup + reps}${warm ? " (warm-up)" : ""}`),
       sides: [
         { name: "bare", run: bareNode },
         { name: "plugin", run: coldPlugin }

@@ -27,8 +27,8 @@ import { reapAll } from "../lib/procs.mjs"
 export const id = "context-calls"
 
 const SETTINGS = {
-  quick: { n: 300, warmup: 1, reps: 3 },
-  full: { n: 2_000, warmup: 2, reps: 7 }
+  quick: { n: 100, warmup: 1, reps: 2 },
+  full: { n: 1_000, warmup: 2, reps: 7 }
 }
 
 const OPS = [

@@ -23,8 +23,8 @@ import { reap, reapAll, spawnTracked } from "../lib/procs.mjs"
 export const id = "idle-rss"
 
 const SETTINGS = {
-  quick: { warmup: 0, reps: 2, idle: 500 },
-  full: { warmup: 1, reps: 5, idle: 1_500 }
+  quick: { warmup: 0, reps: 2, idle: 300 },
+  full: { warmup: 1, reps: 5, idle: 1_000 }
 }
 
 const MiB = 1024 * 1024
@@ -32,9 +32,13 @@ const sleep = (millis) => new Promise((resolve) => setTimeout(resolve, millis))
 
 /** Starts an idle bare node, waits until it runs, then `idle` ms; returns its VmRSS in MiB. */
 export const bareIdleRss = async (idle) => {
-  const proc = spawnTracked(process.execPath, ["-e", "process.stdout.write('up'); setInterval(() => {}, 1000)"], {
-    stdio: ["ignore", "pipe", "ignore"]
-  })
+  const proc = spawnTracked(
+    process.execPath,
+    ["-e", "process.stdout.write('up'); setInterval(() => {}, 1000)"],
+    {
+      stdio: ["ignore", "pipe", "ignore"]
+    }
+  )
   try {
     await new Promise((resolve, reject) => {
       proc.child.stdout.once("data", resolve)
@@ -75,7 +79,8 @@ export const run = async ({ quick, log }) => {
     const rounds = await alternate({
       warmup,
       reps,
-      onRound: (round, warm) => log(`idle-rss: round ${round + 1}/${warmup + reps}${warm ? " (warm-up)" : ""}`),
+      onRound: (round, warm) =>
+        log(`idle-rss: round ${round + 1}/${warmup + reps}${warm ? " (warm-up)" : ""}`),
       sides: [
         { name: "bare", run: () => bareIdleRss(idle) },
         { name: "plugin", run: pluginIdleRss }
