@@ -22,7 +22,7 @@ import { reapAll, startForkEcho, startRawEcho } from "../lib/procs.mjs"
 export const id = "call-rtt"
 
 const SETTINGS = {
-  quick: { count: 300, warmup: 1, reps: 3 },
+  quick: { count: 300, warmup: 1, reps: 2 },
   full: { count: 2_000, warmup: 3, reps: 9 }
 }
 

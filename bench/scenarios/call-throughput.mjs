@@ -19,7 +19,7 @@ export const id = "call-throughput"
 
 const LEVELS = [1, 16, 64]
 const SETTINGS = {
-  quick: { count: { 1: 300, 16: 1_500, 64: 2_000 }, warmup: 1, reps: 3 },
+  quick: { count: { 1: 200, 16: 1_000, 64: 1_500 }, warmup: 1, reps: 2 },
   full: { count: { 1: 2_000, 16: 8_000, 64: 16_000 }, warmup: 2, reps: 7 }
 }
 

@@ -16,7 +16,7 @@ import { reapAll, spawnTracked } from "../lib/procs.mjs"
 export const id = "cold-start"
 
 const SETTINGS = {
-  quick: { warmup: 1, reps: 2 },
+  quick: { warmup: 0, reps: 2 },
   full: { warmup: 1, reps: 9 }
 }
 

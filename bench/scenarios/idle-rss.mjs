@@ -23,7 +23,7 @@ import { reap, reapAll, spawnTracked } from "../lib/procs.mjs"
 export const id = "idle-rss"
 
 const SETTINGS = {
-  quick: { warmup: 0, reps: 2, idle: 300 },
+  quick: { warmup: 0, reps: 1, idle: 300 },
   full: { warmup: 1, reps: 5, idle: 1_000 }
 }
 

@@ -22,7 +22,7 @@ export const id = "noisy-neighbour"
 
 const RAMP_MS = 250
 const SETTINGS = {
-  quick: { count: 200, warmup: 1, reps: 2 },
+  quick: { count: 200, warmup: 1, reps: 1 },
   full: { count: 2_000, warmup: 1, reps: 5 }
 }
 const MODES = [

@@ -30,6 +30,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { MeshError, PluginFailure, ServiceNotFound } from "./Errors.js"
+import type { Event } from "./Event.js"
 import { Events } from "./Events.js"
 import * as Framing from "./Framing.js"
 import * as Hooks from "./Hooks.js"
@@ -55,6 +56,9 @@ export const channelFd = 3
 
 /** The file descriptor the host writes the per-spawn secret to (then closes). */
 export const secretFd = 4
+
+/** Events buffered per subscription in the plugin process; past it new events are dropped and counted. */
+const subscriptionBuffer = 1024
 
 /** The marker a host's Subscribe stream sends first, so a subscription is live when `subscribe` returns. */
 export const subscribedMarker = "blackhole.subscribed"
@@ -122,7 +126,26 @@ const makeContext = (
         )
         if (first.type !== subscribedMarker)
           return yield* Effect.dieMessage("subscription did not start with its marker")
-        return Mailbox.toStream(mailbox).pipe(Stream.catchAll((error) => Stream.die(error)))
+        // The rpc stream shares the channel's one inbound pump with every answer this plugin waits for:
+        // if it blocked on a full buffer, a handler awaiting a host call would wait forever. So a fiber
+        // moves events at once into the subscription's own bounded buffer, which drops (and counts)
+        // when the handler falls behind, like the host bus does.
+        const buffer = yield* Queue.dropping<Event>(subscriptionBuffer)
+        let dropped = 0
+        yield* Mailbox.toStream(mailbox).pipe(
+          Stream.runForEach((event) =>
+            Effect.flatMap(buffer.offer(event), (accepted) => {
+              if (accepted || ++dropped % 1000 !== 1) return Effect.void
+              return logger.log(
+                "warn",
+                `subscription ${pattern}: ${dropped} events dropped (handler too slow)`
+              )
+            })
+          ),
+          Effect.ensuring(buffer.shutdown),
+          Effect.forkScoped
+        )
+        return Stream.fromQueue(buffer)
       })
   })
   const storage = PluginStorage.of({

@@ -661,8 +661,13 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       // The process to sample: node itself, found inside bwrap (or setpriv, which execs in place).
       const samplePid = findNodeProcess(pid)
       let memoryBytes: number | null = readRss(samplePid)
+      let lastBeat = Date.now()
       yield* Effect.sync(() => {
         const now = Date.now()
+        // If this timer itself ran late, the host was stalled, not the plugin: its answers may be
+        // sitting unread. Judge the plugin only on time the host was actually listening.
+        if (now - lastBeat > heartbeatInterval + heartbeatDeadline / 2) lastAnswer = now
+        lastBeat = now
         if (now - lastAnswer > heartbeatDeadline) {
           kill("hang")
           return
