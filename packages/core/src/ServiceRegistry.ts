@@ -68,6 +68,16 @@ export class ServiceRegistry extends Context.Tag("@blackhole/core/ServiceRegistr
       contract: C
     ) => ServiceContract.Client<C>
     readonly lookup: (name: string) => Option.Option<Registration>
+    /**
+     * Declares that `owner` provides `name` when it runs (a plugin's manifest `services`): while it
+     * is not registered, calls get PluginUnavailable with the owner's state instead of
+     * ServiceNotFound. Until the Scope closes.
+     */
+    readonly declare: (
+      name: string,
+      owner: string,
+      state: () => string
+    ) => Effect.Effect<void, never, Scope.Scope>
     readonly list: Effect.Effect<ReadonlyArray<Registration>>
   }
 >() {}
@@ -85,6 +95,7 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
     Effect.gen(function* () {
       const hooks = yield* HookRegistry
       const services = new Map<string, Registration>()
+      const declarations = new Map<string, { readonly owner: string; readonly state: () => string }>()
       const timeout = options.callTimeoutMillis ?? 30_000
 
       const register = (
@@ -127,7 +138,18 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
       ): Effect.Effect<unknown, MeshError | ServiceContract.MethodError> =>
         Effect.suspend(() => {
           const registration = services.get(service)
-          if (registration === undefined) return Effect.fail(new ServiceNotFound({ service }))
+          if (registration === undefined) {
+            const declared = declarations.get(service)
+            return Effect.fail(
+              declared === undefined
+                ? new ServiceNotFound({ service })
+                : new PluginUnavailable({
+                    pluginId: declared.owner,
+                    state: declared.state(),
+                    reason: `its service "${service}" is not serving now`
+                  })
+            )
+          }
           const access = ServiceContract.accessOf(registration.contract, method)
           if (access === undefined) return Effect.fail(new MethodNotFound({ service, method }))
           const exact = `service:${service}:${method}`
@@ -164,6 +186,18 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
             call(principal, contract.name, method, payload)
           ),
         lookup: (name) => Option.fromNullable(services.get(name)),
+        declare: (name, owner, state) =>
+          Effect.acquireRelease(
+            Effect.sync(() => {
+              const declaration = { owner, state }
+              declarations.set(name, declaration)
+              return declaration
+            }),
+            (declaration) =>
+              Effect.sync(() => {
+                if (declarations.get(name) === declaration) declarations.delete(name)
+              })
+          ).pipe(Effect.asVoid),
         list: Effect.sync(() => Array.from(services.values()))
       })
     })

@@ -545,8 +545,10 @@ for (const loader of loaders) {
             Effect.map(subscribers, (n) => (n === baseline ? true : undefined)),
             "its subscription ended"
           )
+          // Its service is declared in its manifest: a stopped provider is unavailable (503), not unknown (404).
           const gone = yield* Effect.flip(client.pid())
-          assert.strictEqual(gone._tag, "ServiceNotFound")
+          assert.strictEqual(gone._tag, "PluginUnavailable")
+          assert.strictEqual((gone as { readonly state: string }).state, "stopped")
           // Its veto went with it.
           yield* storage.store("core", "x", "deny/while-stopped", bytes("ok"))
           yield* bus.publish({ type: "content.late", source: "core" })

@@ -143,6 +143,21 @@ describe("ServiceRegistry", () => {
     }).pipe(Effect.provide(TestLayer))
   )
 
+  it.scoped("a declared service that is not serving is unavailable, naming its provider and state", () =>
+    Effect.gen(function* () {
+      const registry = yield* ServiceRegistry.ServiceRegistry
+      const scope = yield* Scope.make()
+      yield* registry.declare("x", "com.example.provider", () => "restarting").pipe(Scope.extend(scope))
+      const unavailable = yield* Effect.flip(registry.call(Principal.operator, "x", "size", undefined))
+      assert.instanceOf(unavailable, Errors.PluginUnavailable)
+      assert.strictEqual((unavailable as Errors.PluginUnavailable).pluginId, "com.example.provider")
+      assert.strictEqual((unavailable as Errors.PluginUnavailable).state, "restarting")
+      yield* Scope.close(scope, Exit.void)
+      const unknown = yield* Effect.flip(registry.call(Principal.operator, "x", "size", undefined))
+      assert.instanceOf(unknown, Errors.ServiceNotFound)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
   it.scoped("an unknown service or method fails with ServiceNotFound or MethodNotFound", () =>
     Effect.gen(function* () {
       const { registry } = yield* registerKeyValue

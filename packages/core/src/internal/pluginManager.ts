@@ -13,6 +13,7 @@ import * as PluginManifest from "@blackhole/sdk/PluginManifest"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
@@ -50,6 +51,8 @@ interface Entry {
   lastExit: LastExit | null
   granted: ReadonlyArray<string>
   running: Running | undefined
+  /** Holds the manifest's service names on the mesh while the plugin is registered. */
+  readonly declarations: Scope.CloseableScope
 }
 
 interface Running {
@@ -139,9 +142,15 @@ export const layer = (options: Options) =>
             error: null,
             lastExit: null,
             granted: [],
-            running: undefined
+            running: undefined,
+            declarations: yield* Scope.fork(managerScope, ExecutionStrategy.sequential)
           }
           entries.set(manifest.id, entry)
+          for (const name of manifest.services) {
+            yield* registry
+              .declare(name, manifest.id, () => entry.state)
+              .pipe(Scope.extend(entry.declarations))
+          }
           yield* transition(entry, "registered")
         })
 
@@ -421,7 +430,8 @@ export const layer = (options: Options) =>
                 Effect.sync(() => {
                   entries.delete(id)
                 })
-              )
+              ),
+              Effect.zipRight(Scope.close(entry.declarations, Exit.void))
             )
           ),
         start: (id) =>
