@@ -3,39 +3,24 @@
  * finalizers are uninterruptible, and their bounded waits must not be cut short by the interrupt.
  */
 
-import * as fs from "node:fs"
 import * as path from "node:path"
-import * as PluginManifest from "@blackhole/sdk/PluginManifest"
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as NodeTest from "../src/NodeTest.js"
 import { type PluginInfo, PluginManager } from "../src/PluginManager.js"
-import * as SubprocessLoader from "../src/SubprocessLoader.js"
+import { isGone, registerSubprocess } from "./support.js"
 
 const directory = path.join(import.meta.dirname, "fixtures/plugins/echo")
-
-/** Gone, or a zombie awaiting its reaper. */
-const isGone = (pid: number) => {
-  try {
-    return fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.startsWith("Z") === true
-  } catch {
-    return true
-  }
-}
 
 describe("shutdown", () => {
   it.live("interrupting the node runs its subprocess plugins' stop sequence: no process is left", () =>
     Effect.gen(function* () {
       const started = yield* Deferred.make<PluginInfo>()
       const node = yield* Effect.gen(function* () {
-        const manifest = yield* PluginManifest.decodeJson(
-          fs.readFileSync(path.join(directory, "plugin.json"), "utf8"),
-          directory
-        )
+        const manifest = yield* registerSubprocess(directory)
         const manager = yield* PluginManager
-        yield* manager.registerWith(manifest, SubprocessLoader.make({ directory, manifest }))
         yield* manager.start(manifest.id)
         yield* Deferred.succeed(started, yield* manager.get(manifest.id))
         return yield* Effect.never

@@ -32,6 +32,7 @@ import { type PluginInfo, PluginManager, type RestartPolicy } from "../src/Plugi
 import * as Principal from "../src/Principal.js"
 import { ServiceRegistry } from "../src/ServiceRegistry.js"
 import * as SubprocessLoader from "../src/SubprocessLoader.js"
+import { isGone, procState } from "./support.js"
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url))
 
@@ -154,23 +155,6 @@ const restartedFrom = (id: string, oldPid: number, timeoutMillis = 5000) =>
     `${id} running again in a new process (old pid ${oldPid})`,
     timeoutMillis
   )
-
-/** The state letter of `/proc/<pid>/stat`, or null when there is no such process. */
-const procState = (pid: number): string | null => {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    // "pid (comm) S ..." — comm may itself contain spaces and parentheses.
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)
-  } catch {
-    return null
-  }
-}
-
-/** Gone: no such process, or a zombie awaiting its reaper. */
-const isGone = (pid: number) => {
-  const state = procState(pid)
-  return state === null || state === "Z"
-}
 
 /** The typed failure a call ended with, or a test failure naming what it ended with instead. */
 const failureOf = <A, E>(exit: Exit.Exit<A, E>): E => {

@@ -4,9 +4,7 @@
  * must never hold up the answers (it did: 16 events queued deadlocked the plugin).
  */
 
-import * as fs from "node:fs"
 import * as path from "node:path"
-import * as PluginManifest from "@blackhole/sdk/PluginManifest"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { EventBus } from "../src/EventBus.js"
@@ -14,19 +12,15 @@ import * as NodeTest from "../src/NodeTest.js"
 import { PluginManager } from "../src/PluginManager.js"
 import * as Sandbox from "../src/Sandbox.js"
 import { Storage } from "../src/Storage.js"
-import * as SubprocessLoader from "../src/SubprocessLoader.js"
+import { registerSubprocess } from "./support.js"
 
 const directory = path.join(import.meta.dirname, "fixtures/plugins/recorder")
 
 describe("subscriptions in a subprocess plugin", () => {
   it.scopedLive("a burst of 200 events, each handled with a host call, is handled in full", () =>
     Effect.gen(function* () {
-      const manifest = yield* PluginManifest.decodeJson(
-        fs.readFileSync(path.join(directory, "plugin.json"), "utf8"),
-        directory
-      )
+      const manifest = yield* registerSubprocess(directory)
       const manager = yield* PluginManager
-      yield* manager.registerWith(manifest, SubprocessLoader.make({ directory, manifest }))
       yield* manager.start(manifest.id)
       const bus = yield* EventBus
       const storage = yield* Storage
