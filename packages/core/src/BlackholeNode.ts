@@ -18,6 +18,7 @@ import * as HotReload from "./HotReload.js"
 import * as Identity from "./Identity.js"
 import * as PluginDiscovery from "./PluginDiscovery.js"
 import * as PluginManager from "./PluginManager.js"
+import * as PluginRoutes from "./PluginRoutes.js"
 import * as ResourceLimiter from "./ResourceLimiter.js"
 import * as ServiceRegistry from "./ServiceRegistry.js"
 import * as Storage from "./Storage.js"
@@ -68,6 +69,7 @@ export type NodeServices =
   | ServiceRegistry.ServiceRegistry
   | ResourceLimiter.ResourceLimiter
   | PluginManager.PluginManager
+  | PluginRoutes.PluginRoutes
 
 const environmentOf = (config: NodeConfig): Environment =>
   config.environment ?? (process.env.NODE_ENV === "production" ? "production" : "development")
@@ -133,18 +135,23 @@ export const layerWith = (
     ResourceLimiter.layer
   )
   const manager = Layer.unwrapEffect(
-    Effect.map(Identity.Identity, (identity) =>
-      PluginManager.layer({
+    Effect.gen(function* () {
+      const identity = yield* Identity.Identity
+      const routes = yield* PluginRoutes.PluginRoutes
+      return PluginManager.layer({
         nodeInfo: {
           nodeId: identity.nodeId,
           version: config.version ?? version,
           environment: environmentOf(config)
         },
-        ...(config.grants === undefined ? {} : { grants: config.grants })
+        ...(config.grants === undefined ? {} : { grants: config.grants }),
+        ...(config.restart === undefined ? {} : { restart: config.restart }),
+        attachments: [PluginRoutes.attachment(routes)]
       })
-    )
+    })
   )
   const services = manager.pipe(
+    Layer.provideMerge(PluginRoutes.layer),
     Layer.provideMerge(ServiceRegistry.layer(config.mesh)),
     Layer.provideMerge(Storage.layer),
     Layer.provideMerge(base)

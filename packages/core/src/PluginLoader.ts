@@ -26,12 +26,16 @@ export interface ServedService {
   readonly selfTimed?: boolean
 }
 
+/** Every handler a plugin of any type may have returned, as the host uses them. */
+export type HostHandlers = Plugin.CommonHandlers &
+  Partial<Plugin.StorageHandlers & Plugin.ProtocolHandlers & Plugin.IntegrationHandlers>
+
 /** A plugin that has started: what it serves, and how to ask its health. */
 export interface LoadedPlugin {
   readonly services: ReadonlyArray<ServedService>
   readonly health: Effect.Effect<HealthStatus>
-  /** The handlers the program returned (in-process only; a subprocess keeps its own). */
-  readonly handlers: Plugin.CommonHandlers | undefined
+  /** The handlers the program returned; for a subprocess plugin, proxies that call into its process. */
+  readonly handlers: HostHandlers
   /** The OS process id, for subprocess plugins. */
   readonly pid: number | null
   /** Completes when the plugin's process ends by itself or is killed (never for in-process plugins). */
@@ -69,7 +73,7 @@ export const compiledIn = (
   decodeConfig,
   load: ({ manifest, context }) =>
     Effect.gen(function* () {
-      const handlers: Plugin.CommonHandlers = yield* definition.program.pipe(
+      const handlers: HostHandlers = yield* definition.program.pipe(
         Effect.provide(context),
         Effect.catchAllCause((cause) =>
           Cause.isInterruptedOnly(cause)

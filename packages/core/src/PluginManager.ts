@@ -20,10 +20,11 @@ import type { PluginManifest } from "@blackhole/sdk/PluginManifest"
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import type { EventBus } from "./EventBus.js"
 import type { HookRegistry } from "./HookRegistry.js"
 import * as internal from "./internal/pluginManager.js"
-import type { LoaderKind, PluginLoader } from "./PluginLoader.js"
+import type { HostHandlers, LoaderKind, PluginLoader } from "./PluginLoader.js"
 import type { ResourceLimiter } from "./ResourceLimiter.js"
 import type { ServiceRegistry } from "./ServiceRegistry.js"
 import type { Storage } from "./Storage.js"
@@ -133,8 +134,8 @@ export class PluginManager extends Context.Tag("@blackhole/core/PluginManager")<
     readonly stopAll: Effect.Effect<void>
     readonly list: Effect.Effect<ReadonlyArray<PluginInfo>>
     readonly get: (id: string) => Effect.Effect<PluginInfo, PluginNotFound>
-    /** The handlers an in-process plugin's program returned (for tests and compiled-in integrations). */
-    readonly handlers: (id: string) => Effect.Effect<Plugin.CommonHandlers | undefined, PluginNotFound>
+    /** The handlers a running plugin returned (proxies into its process for a subprocess plugin). */
+    readonly handlers: (id: string) => Effect.Effect<HostHandlers | undefined, PluginNotFound>
   }
 >() {}
 
@@ -145,7 +146,20 @@ export interface Options {
   readonly grants?: Readonly<Record<string, ReadonlyArray<string>>>
   /** Restart policy for plugins registered without one. */
   readonly restart?: RestartPolicy
+  /** Parts of the node a started plugin's handlers connect to (HTTP routes, P2P protocols…). */
+  readonly attachments?: ReadonlyArray<Attachment>
 }
+
+/**
+ * Connects what a started plugin returned to a part of the node, for as long
+ * as it runs: it runs in the plugin's Scope, so closing it detaches. A failure
+ * fails the plugin's start (say why, e.g. a missing grant).
+ */
+export type Attachment = (plugin: {
+  readonly manifest: PluginManifest
+  readonly granted: ReadonlyArray<string>
+  readonly handlers: HostHandlers
+}) => Effect.Effect<void, PluginFailure, Scope.Scope>
 
 /** The manager; plugins are stopped in reverse dependency order when its Scope closes. */
 export const layer: (

@@ -6,7 +6,7 @@
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as Schema from "effect/Schema"
-import { HookVetoed, StorageError } from "./Errors.js"
+import { HookVetoed, PermissionDenied, StorageError } from "./Errors.js"
 import { Environment } from "./NodeInfo.js"
 import { Capacity } from "./Plugin.js"
 import * as ServiceContract from "./ServiceContract.js"
@@ -136,13 +136,61 @@ export const Node = ServiceContract.make(
   )
 )
 
+/** A peer as the `p2p` service reports it. */
+export const Peer = Schema.Struct({
+  peerId: Schema.String,
+  addresses: Schema.Array(Schema.String),
+  protocols: Schema.Array(Schema.String)
+})
+
+/** Why a message could not be sent to a peer. */
+export class PeerError extends Schema.TaggedError<PeerError>()("PeerError", {
+  peer: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `peer ${this.peer}: ${this.reason}`
+  }
+}
+
+/**
+ * `p2p`: this node's peer-to-peer network. A protocol plugin sends its messages
+ * with `send` (it needs `p2p:protocol:<name>` for that protocol, and the
+ * operator's grant of `service:p2p:send`); inbound messages reach its handlers.
+ */
+export const P2P = ServiceContract.make(
+  "p2p",
+  RpcGroup.make(
+    ServiceContract.read(
+      Rpc.make("info", {
+        success: Schema.Struct({
+          peerId: Schema.String,
+          listen: Schema.Array(Schema.String),
+          peers: Schema.Array(Peer)
+        })
+      })
+    ),
+    ServiceContract.write(
+      Rpc.make("send", {
+        payload: {
+          /** The protocol's name, as the sending plugin declared it (`sync` for `/blackhole/sync/1.0.0`). */
+          protocol: Schema.String,
+          peer: Schema.String,
+          message: Schema.Uint8ArrayFromBase64
+        },
+        error: Schema.Union(PeerError, PermissionDenied)
+      })
+    )
+  )
+)
+
 /** The access class of a core service's method, for permission classification. */
 export const coreMethodAccess = (
   service: string,
   method: string
 ): ServiceContract.AccessClass | undefined => {
   const contract = (
-    { identity: Identity, storage: Storage, node: Node } as Record<string, ServiceContract.Any>
+    { identity: Identity, storage: Storage, node: Node, p2p: P2P } as Record<string, ServiceContract.Any>
   )[service]
   return contract === undefined ? undefined : ServiceContract.accessOf(contract, method)
 }

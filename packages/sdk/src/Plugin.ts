@@ -9,6 +9,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type { Events } from "./Events.js"
 import type { Hooks } from "./Hooks.js"
+import type * as HttpEndpoint from "./HttpEndpoint.js"
 import type { NodeInfo } from "./NodeInfo.js"
 import type { ConfigSchema, PluginConfig } from "./PluginConfig.js"
 import type { PluginLogger } from "./PluginLogger.js"
@@ -44,6 +45,8 @@ export interface CommonHandlers {
   readonly health?: Effect.Effect<HealthStatus>
   /** Services this plugin registers on the mesh; each name must be listed in the manifest's `services`. */
   readonly services?: ReadonlyArray<ServiceContract.Implementation>
+  /** HTTP routes the node mounts under `/api/v1/<path>` (needs the `http:serve` grant). */
+  readonly http?: HttpEndpoint.Endpoints
 }
 
 /** A service plugin must expose at least one service on the mesh. */

@@ -20,6 +20,7 @@ import {
 } from "./Errors.js"
 import { Event } from "./Event.js"
 import { Veto } from "./Hooks.js"
+import * as HttpEndpoint from "./HttpEndpoint.js"
 import { Environment } from "./NodeInfo.js"
 import { HealthStatus, StorageFailure } from "./Plugin.js"
 import { LogLevel } from "./PluginLogger.js"
@@ -57,7 +58,13 @@ export const Started = Schema.Struct({
   health: Schema.Boolean,
   storage: Schema.Boolean,
   integration: Schema.NullOr(Schema.Struct({ kind: Schema.String })),
-  protocol: Schema.NullOr(Schema.Struct({ name: Schema.String, version: Schema.String }))
+  protocol: Schema.NullOr(Schema.Struct({ name: Schema.String, version: Schema.String })),
+  http: Schema.NullOr(
+    Schema.Struct({
+      path: Schema.String,
+      routes: Schema.Array(Schema.Struct({ method: HttpEndpoint.Method, path: Schema.String }))
+    })
+  )
 })
 /** @see Started */
 export type Started = typeof Started.Type
@@ -92,7 +99,11 @@ export class HostToPlugin extends RpcGroup.make(
   Rpc.make("Storage", { payload: { op: StorageOp }, success: Schema.Unknown, error: StorageFailure }),
   Rpc.make("Sync"),
   Rpc.make("ProtocolMessage", { payload: { peer: Schema.String, message: Schema.Uint8ArrayFromBase64 } }),
-  Rpc.make("PeerEvent", { payload: { peer: Schema.String, connected: Schema.Boolean } })
+  Rpc.make("PeerEvent", { payload: { peer: Schema.String, connected: Schema.Boolean } }),
+  Rpc.make("Http", {
+    payload: { route: Schema.Number, request: HttpEndpoint.Request },
+    success: HttpEndpoint.Response
+  })
 ) {}
 
 const StorageReadError = Schema.Union(PermissionDenied, RateLimited, StorageError)

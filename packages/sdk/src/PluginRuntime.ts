@@ -207,7 +207,14 @@ const describe = (
   protocol:
     handlers.protocol === undefined
       ? null
-      : { name: handlers.protocol.name, version: handlers.protocol.version }
+      : { name: handlers.protocol.name, version: handlers.protocol.version },
+  http:
+    handlers.http === undefined
+      ? null
+      : {
+          path: handlers.http.path,
+          routes: handlers.http.routes.map(({ method, path }) => ({ method, path }))
+        }
 })
 
 /** Serves one plugin definition over an open channel until the channel closes. */
@@ -302,7 +309,9 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
         if (protocol === undefined) return notRunning()
         const handler = connected ? protocol.onPeerConnected : protocol.onPeerDisconnected
         return handler === undefined ? Effect.void : handler(peer)
-      }
+      },
+      // Routes are addressed by their index in what Start reported.
+      Http: ({ route, request }) => running?.handlers.http?.routes[route]?.handle(request) ?? notRunning()
     })
 
     // disableFatalDefects: a defect answers its own request only, not every call on the channel.

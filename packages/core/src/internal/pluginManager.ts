@@ -251,6 +251,9 @@ export const layer = (options: Options) =>
                   { selfTimed: served.selfTimed === true }
                 )
               }
+              for (const attach of options.attachments ?? []) {
+                yield* attach({ manifest, granted, handlers: loaded.handlers })
+              }
               return loaded
             }).pipe(
               Scope.extend(scope),

@@ -16,8 +16,9 @@ import { Event } from "@blackhole/sdk/Event"
 import { Events } from "@blackhole/sdk/Events"
 import * as Framing from "@blackhole/sdk/Framing"
 import * as Hooks from "@blackhole/sdk/Hooks"
+import * as HttpEndpoint from "@blackhole/sdk/HttpEndpoint"
 import { NodeInfo } from "@blackhole/sdk/NodeInfo"
-import type { ContextServices } from "@blackhole/sdk/Plugin"
+import { Capacity, type ContextServices, StorageFailure } from "@blackhole/sdk/Plugin"
 import * as PluginChannel from "@blackhole/sdk/PluginChannel"
 import { PluginConfig } from "@blackhole/sdk/PluginConfig"
 import { PluginLogger } from "@blackhole/sdk/PluginLogger"
@@ -47,6 +48,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as ConfigSchemaFile from "../ConfigSchemaFile.js"
+import type * as PluginLoaderModule from "../PluginLoader.js"
 import type { LoadContext, LoadedPlugin, PluginLoader } from "../PluginLoader.js"
 import type { LastExit } from "../PluginManager.js"
 import type { SubprocessOptions } from "../SubprocessLoader.js"
@@ -784,7 +786,7 @@ export const make = (options: SubprocessOptions): PluginLoader => {
         health: guarded(pluginClient.Health()).pipe(
           Effect.catchAll((error) => Effect.succeed({ status: "unhealthy" as const, details: error.message }))
         ),
-        handlers: undefined,
+        handlers: pluginHandlers(started, pluginClient, guarded, pluginId),
         pid: samplePid,
         exit: Deferred.await(exited),
         memoryBytes: () => memoryBytes
@@ -800,6 +802,92 @@ export const make = (options: SubprocessOptions): PluginLoader => {
     // decodes it again with its own Schema (defaults applied).
     decodeConfig: (raw) => Effect.as(ConfigSchemaFile.validate(options.directory, manifest, raw), raw),
     load
+  }
+}
+
+/**
+ * The handlers a subprocess plugin returned, as the host uses them: each one
+ * a call over the channel. A failed call is reported in the handler's own
+ * terms (a storage failure, a 503, a logged protocol message), never a defect.
+ */
+const pluginHandlers = (
+  started: PluginProtocol.Started,
+  client: PluginClient,
+  guarded: <A, E>(
+    call: Effect.Effect<A, E | RpcClientError.RpcClientError>
+  ) => Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError> | PluginUnavailable>,
+  pluginId: string
+): PluginLoaderModule.HostHandlers => {
+  const logged = (what: string) => (effect: Effect.Effect<unknown, { readonly message: string }>) =>
+    effect.pipe(
+      Effect.catchAll((error) => Effect.logWarning(`${what} failed: ${error.message}`)),
+      Effect.annotateLogs({ plugin: pluginId }),
+      Effect.asVoid
+    )
+  const storageOp = (op: typeof PluginProtocol.StorageOp.Type) =>
+    guarded(client.Storage({ op })).pipe(
+      Effect.catchTag("PluginUnavailable", (error) =>
+        Effect.fail(new StorageFailure({ operation: op._tag, reason: error.message }))
+      )
+    )
+  return {
+    ...(started.storage
+      ? {
+          storage: {
+            store: (key, value) => Effect.asVoid(storageOp({ _tag: "Store", key, value })),
+            retrieve: (key) =>
+              Effect.map(storageOp({ _tag: "Retrieve", key }), (value) =>
+                typeof value === "string" ? new Uint8Array(Buffer.from(value, "base64")) : undefined
+              ),
+            delete: (key) => Effect.map(storageOp({ _tag: "Delete", key }), (value) => value === true),
+            list: (prefix) =>
+              Effect.map(storageOp({ _tag: "List", prefix }), (value) =>
+                Array.isArray(value) ? value.filter((key): key is string => typeof key === "string") : []
+              ),
+            capacity: Effect.flatMap(storageOp({ _tag: "Capacity" }), (value) =>
+              Schema.decodeUnknown(Capacity)(value).pipe(
+                Effect.mapError(
+                  () =>
+                    new StorageFailure({ operation: "Capacity", reason: "the plugin answered a bad shape" })
+                )
+              )
+            )
+          }
+        }
+      : {}),
+    ...(started.integration === null
+      ? {}
+      : { integration: { kind: started.integration.kind, sync: logged("sync")(guarded(client.Sync())) } }),
+    ...(started.protocol === null
+      ? {}
+      : {
+          protocol: {
+            ...started.protocol,
+            handleMessage: (peer, message) =>
+              logged("protocol message")(guarded(client.ProtocolMessage({ peer, message }))),
+            onPeerConnected: (peer) =>
+              logged("peer event")(guarded(client.PeerEvent({ peer, connected: true }))),
+            onPeerDisconnected: (peer) =>
+              logged("peer event")(guarded(client.PeerEvent({ peer, connected: false })))
+          }
+        }),
+    ...(started.http === null
+      ? {}
+      : {
+          http: {
+            path: started.http.path,
+            routes: started.http.routes.map(({ method, path }, route) => ({
+              method,
+              path,
+              handle: (request: HttpEndpoint.Request) =>
+                guarded(client.Http({ route, request })).pipe(
+                  Effect.catchAll((error) =>
+                    Effect.succeed(HttpEndpoint.json({ _tag: error._tag, message: error.message }, 503))
+                  )
+                )
+            }))
+          }
+        })
   }
 }
 
