@@ -45,6 +45,10 @@ export interface NodeConfig {
   readonly grants?: Readonly<Record<string, ReadonlyArray<string>>>
   /** Raw configuration by plugin id (used when a CompiledPlugin carries none). */
   readonly pluginConfig?: Readonly<Record<string, unknown>>
+  /** Plugins registered but not started with the node (an operator starts them by hand). */
+  readonly disabled?: ReadonlyArray<string>
+  /** How many plugins start at once, each after its dependencies. Default 8. */
+  readonly startConcurrency?: number
   /** Directories searched for plugins (`plugin.json`); each found plugin runs in its own subprocess. */
   readonly discovery?: { readonly directories: ReadonlyArray<string> }
   /** Development mode: restart a discovered plugin when its files change. */
@@ -74,11 +78,16 @@ export type NodeServices =
 const environmentOf = (config: NodeConfig): Environment =>
   config.environment ?? (process.env.NODE_ENV === "production" ? "production" : "development")
 
-/** Registers the configured plugins and the core mesh services, then starts the plugins. */
-const launch = (config: NodeConfig) =>
+/**
+ * Registers the configured plugins and the core mesh services, then starts the
+ * plugins. Separate from the services so an application can put something
+ * between them (the admin API answers "starting" while plugins start).
+ */
+export const launch = (config: NodeConfig) =>
   Layer.scopedDiscard(
     Effect.gen(function* () {
       const manager = yield* PluginManager.PluginManager
+      const disabled = new Set(config.disabled ?? [])
       yield* CoreMesh.register({ version: config.version ?? version, environment: environmentOf(config) })
       for (const plugin of config.plugins ?? []) {
         const definition = "definition" in plugin ? plugin.definition : plugin
@@ -87,7 +96,7 @@ const launch = (config: NodeConfig) =>
           "definition" in plugin && plugin.config !== undefined ? plugin.config : config.pluginConfig?.[id]
         // A bad manifest fails that plugin's registration, never the node.
         yield* manager
-          .register(definition, { config: pluginConfig })
+          .register(definition, { config: pluginConfig, autoStart: !disabled.has(id) })
           .pipe(Effect.catchAll((error) => Effect.logError(`plugin ${id} not registered: ${error.message}`)))
       }
       const dataDir = dataDirOf(config)
@@ -108,6 +117,7 @@ const launch = (config: NodeConfig) =>
         yield* manager
           .registerWith(manifest, loader, {
             config: config.pluginConfig?.[manifest.id],
+            autoStart: !disabled.has(manifest.id),
             ...(restart === undefined ? {} : { restart })
           })
           .pipe(
@@ -123,6 +133,15 @@ const launch = (config: NodeConfig) =>
 
 /** A node over the given Identity and StorageBackend. */
 export const layerWith = (
+  config: NodeConfig = {}
+): Layer.Layer<
+  Exclude<NodeServices, Identity.Identity | StorageBackend.StorageBackend>,
+  never,
+  Identity.Identity | StorageBackend.StorageBackend
+> => launch(config).pipe(Layer.provideMerge(servicesWith(config)))
+
+/** The node's services over the given Identity and StorageBackend, with no plugin started yet. */
+export const servicesWith = (
   config: NodeConfig = {}
 ): Layer.Layer<
   Exclude<NodeServices, Identity.Identity | StorageBackend.StorageBackend>,
@@ -146,6 +165,7 @@ export const layerWith = (
         },
         ...(config.grants === undefined ? {} : { grants: config.grants }),
         ...(config.restart === undefined ? {} : { restart: config.restart }),
+        ...(config.startConcurrency === undefined ? {} : { startConcurrency: config.startConcurrency }),
         attachments: [PluginRoutes.attachment(routes)]
       })
     })
@@ -156,7 +176,7 @@ export const layerWith = (
     Layer.provideMerge(Storage.layer),
     Layer.provideMerge(base)
   )
-  return launch(config).pipe(Layer.provideMerge(services))
+  return services
 }
 
 /** Where the node keeps its data. */

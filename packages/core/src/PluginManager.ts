@@ -76,6 +76,8 @@ export interface RegisterOptions {
   readonly config?: unknown
   /** What the supervisor does when the plugin's process ends on its own. */
   readonly restart?: RestartPolicy
+  /** Whether `startAll` starts it. Default true; `false` leaves it registered until started by hand. */
+  readonly autoStart?: boolean
 }
 
 /** Restart policy of a supervised (subprocess) plugin; every field has a default. */
@@ -146,6 +148,8 @@ export interface Options {
   readonly grants?: Readonly<Record<string, ReadonlyArray<string>>>
   /** Restart policy for plugins registered without one. */
   readonly restart?: RestartPolicy
+  /** How many plugins `startAll` starts at once (each still after its dependencies). Default 8. */
+  readonly startConcurrency?: number
   /** Parts of the node a started plugin's handlers connect to (HTTP routes, P2P protocols…). */
   readonly attachments?: ReadonlyArray<Attachment>
 }

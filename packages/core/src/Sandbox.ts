@@ -39,6 +39,20 @@ export interface SandboxOptions {
 export const namespaceOf = (pluginId: string): string => `plugin/${pluginId}`
 
 /** Builds the context services of one plugin. */
+const rank = { debug: 0, info: 1, warn: 2, error: 3 } as const
+
+/** The lowest level of a plugin's own log lines that reaches the node's log, by plugin id (runtime-settable). */
+const logLevels = new Map<string, keyof typeof rank>()
+
+/** Sets the lowest level of a plugin's log lines that reach the node's log (debug mode; default all). */
+export const setLogLevel = (pluginId: string, level: keyof typeof rank): Effect.Effect<void> =>
+  Effect.sync(() => {
+    logLevels.set(pluginId, level)
+  })
+
+/** The level set for a plugin, if any. */
+export const logLevelOf = (pluginId: string): keyof typeof rank => logLevels.get(pluginId) ?? "debug"
+
 export const make = (
   options: SandboxOptions
 ): Effect.Effect<
@@ -68,7 +82,9 @@ export const make = (
     }
     const logger = PluginLogger.of({
       log: (level, message, annotations) =>
-        logAt[level](message).pipe(Effect.annotateLogs({ ...annotations, plugin: pluginId }))
+        rank[level] < rank[logLevels.get(pluginId) ?? "debug"]
+          ? Effect.void
+          : logAt[level](message).pipe(Effect.annotateLogs({ ...annotations, plugin: pluginId }))
     })
 
     const events = Events.of({

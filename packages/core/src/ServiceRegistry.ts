@@ -16,13 +16,17 @@ import {
 } from "@blackhole/sdk/Errors"
 import * as Permission from "@blackhole/sdk/Permission"
 import * as ServiceContract from "@blackhole/sdk/ServiceContract"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import { identity } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import type * as Scope from "effect/Scope"
 import { HookRegistry } from "./HookRegistry.js"
+import * as NodeMetrics from "./NodeMetrics.js"
 import * as Principal from "./Principal.js"
 
 /** How a service is registered. */
@@ -89,6 +93,13 @@ export interface Options {
 }
 
 /** The mesh; needs the hook registry for `service.before.call`. */
+const statusOf = (cause: Cause.Cause<unknown>): string => {
+  const failure = Cause.failureOption(cause)
+  if (failure._tag === "Some" && Predicate.hasProperty(failure.value, "_tag"))
+    return String(failure.value._tag)
+  return Cause.isInterruptedOnly(cause) ? "interrupted" : "defect"
+}
+
 export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never, HookRegistry> =>
   Layer.effect(
     ServiceRegistry,
@@ -158,6 +169,7 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
               new PermissionDenied({ permission: exact, principal: Principal.name(principal) })
             )
           }
+          const started = performance.now()
           return hooks
             .run("service.before.call", { service, method, principal: Principal.name(principal), payload })
             .pipe(
@@ -174,7 +186,18 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
                         state: "running",
                         reason: `${service}.${method} did not answer within ${timeout} ms`
                       })
-                  })
+                  }),
+              Effect.onExit((exit) =>
+                Effect.sync(() =>
+                  NodeMetrics.recordCall(
+                    registration.owner,
+                    service,
+                    method,
+                    Exit.isSuccess(exit) ? "ok" : statusOf(exit.cause),
+                    (performance.now() - started) / 1000
+                  )
+                )
+              )
             )
         })
 

@@ -14,17 +14,17 @@ import type { EventBus, OverflowPolicy, Stats, SubscribeOptions, Subscription } 
 export const DEFAULT_CAPACITY = 1024
 
 /** @internal */
-export const publishedTotal = Metric.counter("blackhole_events_published_total", {
+export const publishedTotal = Metric.counter("event_bus_published_total", {
   description: "Events published on the node's bus, by source"
 })
 
 /** @internal */
-export const deliveredTotal = Metric.counter("blackhole_events_delivered_total", {
+export const deliveredTotal = Metric.counter("event_bus_delivered_total", {
   description: "Events handed from a subscriber's buffer to its stream, by subscriber"
 })
 
 /** @internal */
-export const droppedTotal = Metric.counter("blackhole_events_dropped_total", {
+export const droppedTotal = Metric.counter("event_bus_dropped_total", {
   description: "Events dropped for a subscriber, by subscriber and reason (overflow | quota)"
 })
 

@@ -11,15 +11,18 @@ import type * as Plugin from "@blackhole/sdk/Plugin"
 import * as PluginConfig from "@blackhole/sdk/PluginConfig"
 import * as PluginManifest from "@blackhole/sdk/PluginManifest"
 import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as MetricLabel from "effect/MetricLabel"
 import * as Scope from "effect/Scope"
 import * as semver from "semver"
 import { EventBus } from "../EventBus.js"
 import { HookRegistry } from "../HookRegistry.js"
+import * as NodeMetrics from "../NodeMetrics.js"
 import * as PluginLoader from "../PluginLoader.js"
 import type {
   LastExit,
@@ -40,6 +43,8 @@ interface Entry {
   readonly manifest: PluginManifest.PluginManifest
   readonly loader: PluginLoader.PluginLoader
   readonly rawConfig: unknown
+  /** Whether startAll starts it (an operator may keep a plugin registered but off). */
+  readonly autoStart: boolean
   /** Serialises lifecycle operations on this plugin. */
   readonly lock: Effect.Semaphore
   readonly restart: Required<RestartPolicy>
@@ -68,6 +73,9 @@ const defaultRestart: Required<RestartPolicy> = {
   maxRestarts: 5,
   windowMillis: 60_000
 }
+
+const countRestart = (plugin: string) =>
+  NodeMetrics.pluginRestarts.unsafeUpdate(1, [MetricLabel.make("plugin", plugin)])
 
 const messageOf = (error: unknown): string =>
   error instanceof Error ? error.message : typeof error === "string" ? error : JSON.stringify(error)
@@ -134,6 +142,7 @@ export const layer = (options: Options) =>
             manifest,
             loader,
             rawConfig: opts?.config,
+            autoStart: opts?.autoStart ?? true,
             lock: yield* Effect.makeSemaphore(1),
             restart: { ...defaultRestart, ...options.restart, ...opts?.restart },
             state: "registered",
@@ -321,6 +330,7 @@ export const layer = (options: Options) =>
                   // Stopped (or started) by someone else while we waited.
                   if (entry.state !== "restarting") return Effect.void
                   entry.restarts += 1
+                  countRestart(entry.manifest.id)
                   return startEntry(entry).pipe(
                     Effect.catchAll((error) => afterFailure(entry, messageOf(error), false))
                   )
@@ -384,20 +394,34 @@ export const layer = (options: Options) =>
         return { order, cyclic }
       }
 
+      // Plugins start concurrently; each waits only for its own dependencies. The order is topological,
+      // so with bounded concurrency a waiting plugin's dependencies already hold (or held) a slot.
       const startAll = Effect.gen(function* () {
         const { order, cyclic } = dependencyOrder()
-        for (const entry of order) {
-          if (cyclic.has(entry.manifest.id)) {
-            yield* transition(
-              entry,
-              "failed",
-              `dependency cycle among ${Array.from(cyclic).sort().join(", ")}`
-            )
-            continue
-          }
-          if (entry.state !== "registered" && entry.state !== "stopped") continue
-          yield* entry.lock.withPermits(1)(startEntry(entry)).pipe(Effect.ignore)
-        }
+        const settled = new Map<string, Deferred.Deferred<void>>()
+        for (const entry of order) settled.set(entry.manifest.id, yield* Deferred.make<void>())
+        yield* Effect.forEach(
+          order,
+          (entry) =>
+            Effect.gen(function* () {
+              if (cyclic.has(entry.manifest.id)) {
+                yield* transition(
+                  entry,
+                  "failed",
+                  `dependency cycle among ${Array.from(cyclic).sort().join(", ")}`
+                )
+                return
+              }
+              if (entry.state !== "registered" && entry.state !== "stopped") return
+              if (!entry.autoStart) return
+              for (const dependency of Object.keys(entry.manifest.dependencies)) {
+                const done = settled.get(dependency)
+                if (done !== undefined) yield* Deferred.await(done)
+              }
+              yield* entry.lock.withPermits(1)(startEntry(entry)).pipe(Effect.ignore)
+            }).pipe(Effect.ensuring(Deferred.done(settled.get(entry.manifest.id)!, Exit.void))),
+          { concurrency: options.startConcurrency ?? 8, discard: true }
+        )
       })
 
       const stopAll = Effect.gen(function* () {
@@ -461,6 +485,7 @@ export const layer = (options: Options) =>
               yield* stopEntry(entry)
               yield* transition(entry, "restarting")
               entry.restarts += 1
+              countRestart(entry.manifest.id)
               yield* startEntry(entry)
             })
           ),
