@@ -6,14 +6,17 @@
  * router, one server and one auth check.
  */
 import { createServer } from "node:http"
+import * as nodePath from "node:path"
 import * as EventBusModule from "@blackhole/core/EventBus"
 import { EventBus } from "@blackhole/core/EventBus"
 import { Identity } from "@blackhole/core/Identity"
 import * as NodeMetricsModule from "@blackhole/core/NodeMetrics"
+import { P2P } from "@blackhole/core/P2P"
 import type { PluginInfo } from "@blackhole/core/PluginManager"
 import { PluginManager } from "@blackhole/core/PluginManager"
 import { PluginRoutes } from "@blackhole/core/PluginRoutes"
 import * as Principal from "@blackhole/core/Principal"
+import * as Profiling from "@blackhole/core/Profiling"
 import * as Sandbox from "@blackhole/core/Sandbox"
 import { ServiceRegistry } from "@blackhole/core/ServiceRegistry"
 import * as EventPattern from "@blackhole/sdk/EventPattern"
@@ -46,8 +49,10 @@ export interface Options {
   /** How long start/stop/reload wait before answering 202 and finishing in the background. */
   readonly operationTimeoutMillis: number
   readonly version: string
-  /** Where CPU profiles go; undefined disables profiling. */
-  readonly profile?: (pluginId: string, seconds: number) => Effect.Effect<string, string>
+  /** The node's data directory: plugin data and `profiles/` live under it. */
+  readonly dataDir: string
+  /** Whether CPU profiles may be taken (`plugins.development.debug_mode`). */
+  readonly profiling: boolean
 }
 
 const summaryOf = (info: PluginInfo): AdminApi.PluginSummary => ({
@@ -106,7 +111,7 @@ const HealthHandlers = HttpApiBuilder.group(AdminApi.AdminApi, "health", (handle
     const identity = yield* Identity
     const phase = yield* NodePhase
     const startedAt = Date.now()
-    const p2p = yield* Effect.serviceOption(P2PInfoSource)
+    const p2p = yield* Effect.serviceOption(P2P)
     return handlers
       .handle("health", () =>
         Effect.gen(function* () {
@@ -133,17 +138,16 @@ const HealthHandlers = HttpApiBuilder.group(AdminApi.AdminApi, "health", (handle
             Effect.fail(
               new AdminApi.P2PDisabled({ message: "P2P is not enabled on this node (p2p.enabled)" })
             ),
-          onSome: (source) => source.info
+          onSome: (node) =>
+            Effect.all({
+              peerId: Effect.succeed(node.peerId),
+              listen: node.listenAddresses,
+              peers: node.peers
+            })
         })
       )
   })
 )
-
-/** Where `/api/p2p` gets its answer (provided by the app when P2P runs). */
-export class P2PInfoSource extends Effect.Tag("@blackhole/node/P2PInfoSource")<
-  P2PInfoSource,
-  { readonly info: Effect.Effect<typeof AdminApi.P2PInfo.Type> }
->() {}
 
 const PluginsHandlers = (options: Options) =>
   HttpApiBuilder.group(AdminApi.AdminApi, "plugins", (handlers) =>
@@ -218,14 +222,19 @@ const PluginsHandlers = (options: Options) =>
         .handle("profile", ({ path, payload }) =>
           Effect.gen(function* () {
             yield* info(path.id)
-            if (options.profile === undefined) {
+            if (!options.profiling) {
               return yield* new AdminApi.ApiError({
-                message: "profiling needs plugins.development.debug_mode"
+                message:
+                  "profiling is a debug-mode feature: set plugins.development.debug_mode (or start with --dev)"
               })
             }
-            const file = yield* options
-              .profile(path.id, payload.seconds)
-              .pipe(Effect.mapError((message) => new AdminApi.ApiError({ message })))
+            const file = yield* Profiling.profile({
+              manager,
+              pluginId: path.id,
+              seconds: payload.seconds,
+              dataDirectory: nodePath.join(options.dataDir, "plugin-data", path.id),
+              profilesDir: nodePath.join(options.dataDir, "profiles")
+            }).pipe(Effect.mapError((error) => new AdminApi.ApiError({ message: error.message })))
             return { id: path.id, file }
           })
         )

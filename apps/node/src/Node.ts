@@ -65,6 +65,16 @@ export const nodeConfigOf = (config: Config.Config): BlackholeNode.NodeConfig =>
     ),
     disabled: overrides.filter(([, o]) => !o.enabled).map(([id]) => id),
     restart: config.plugins.restart,
+    ...(config.p2p.enabled
+      ? {
+          p2p: {
+            listen: config.p2p.listen,
+            bootstrap: config.p2p.bootstrap,
+            maxConnections: config.p2p.maxConnections,
+            maxMessageBytes: config.p2p.maxMessageBytes
+          }
+        }
+      : {}),
     subprocess: {
       isolation: config.plugins.isolation,
       ...(config.plugins.development.pluginLogs === "quiet" ? { logLinesPerSecond: 0 } : {}),
@@ -166,7 +176,9 @@ export const layer = (config: Config.Config, options: { readonly progress?: bool
               port: config.http.port,
               token,
               operationTimeoutMillis: config.http.operationTimeoutMillis,
-              version: BlackholeNode.version
+              version: BlackholeNode.version,
+              dataDir,
+              profiling: config.plugins.development.debugMode
             })
         )
       )
@@ -194,6 +206,32 @@ export const layer = (config: Config.Config, options: { readonly progress?: bool
   )
 }
 
+/**
+ * A second SIGINT/SIGTERM while the node is already stopping forces the exit
+ * (the first one is NodeRuntime.runMain's: it interrupts the node, which stops cleanly).
+ */
+const forceExitOnSecondSignal = Effect.acquireRelease(
+  Effect.sync(() => {
+    let signals = 0
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals += 1
+      if (signals < 2) return
+      process.stderr.write(`second ${signal} while stopping: exiting now\n`)
+      process.exit(signal === "SIGINT" ? 130 : 143)
+    }
+    process.on("SIGINT", onSignal)
+    process.on("SIGTERM", onSignal)
+    return onSignal
+  }),
+  (onSignal) =>
+    Effect.sync(() => {
+      process.off("SIGINT", onSignal)
+      process.off("SIGTERM", onSignal)
+    })
+)
+
 /** Runs the node until interrupted (SIGINT/SIGTERM through NodeRuntime.runMain). */
 export const run = (config: Config.Config, options: { readonly progress?: boolean } = {}) =>
-  Layer.launch(layer(config, options)).pipe(Effect.provide(loggerLayer(config)))
+  Effect.scoped(Effect.zipRight(forceExitOnSecondSignal, Layer.launch(layer(config, options)))).pipe(
+    Effect.provide(loggerLayer(config))
+  )

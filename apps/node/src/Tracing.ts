@@ -4,6 +4,7 @@
  * exporter or an OTLP endpoint is set; when off, nothing is loaded and spans
  * go to Effect's no-op tracer, so it costs nothing.
  */
+import * as MeshTracing from "@blackhole/core/MeshTracing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Config from "./Config.js"
@@ -30,6 +31,7 @@ export const layer = (
   if (exporter === undefined) return Layer.empty
   return Layer.unwrapEffect(
     Effect.promise(async () => {
+      MeshTracing.enable()
       // Loaded only when tracing is on: these modules are large.
       const [NodeSdk, base, otlp] = await Promise.all([
         import("@effect/opentelemetry/NodeSdk"),

@@ -11,11 +11,14 @@ import type * as Plugin from "@blackhole/sdk/Plugin"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as CoreMesh from "./CoreMesh.js"
 import * as EventBus from "./EventBus.js"
 import * as HookRegistry from "./HookRegistry.js"
 import * as HotReload from "./HotReload.js"
 import * as Identity from "./Identity.js"
+import * as P2P from "./P2P.js"
+import * as P2PMesh from "./P2PMesh.js"
 import * as PluginDiscovery from "./PluginDiscovery.js"
 import * as PluginManager from "./PluginManager.js"
 import * as PluginRoutes from "./PluginRoutes.js"
@@ -61,6 +64,8 @@ export interface NodeConfig {
   readonly events?: { readonly capacity?: number; readonly overflow?: EventBus.OverflowPolicy }
   readonly hooks?: { readonly defaultTimeoutMillis?: number; readonly failOpen?: boolean }
   readonly mesh?: ServiceRegistry.Options
+  /** Peer-to-peer networking (libp2p); absent means no P2P. Protocol plugins need it. */
+  readonly p2p?: P2P.Config
 }
 
 /** The services a node provides. */
@@ -136,7 +141,7 @@ export const layerWith = (
   config: NodeConfig = {}
 ): Layer.Layer<
   Exclude<NodeServices, Identity.Identity | StorageBackend.StorageBackend>,
-  never,
+  P2P.P2PError,
   Identity.Identity | StorageBackend.StorageBackend
 > => launch(config).pipe(Layer.provideMerge(servicesWith(config)))
 
@@ -145,7 +150,7 @@ export const servicesWith = (
   config: NodeConfig = {}
 ): Layer.Layer<
   Exclude<NodeServices, Identity.Identity | StorageBackend.StorageBackend>,
-  never,
+  P2P.P2PError,
   Identity.Identity | StorageBackend.StorageBackend
 > => {
   const base = Layer.mergeAll(
@@ -153,10 +158,17 @@ export const servicesWith = (
     EventBus.layer(config.events),
     ResourceLimiter.layer
   )
-  const manager = Layer.unwrapEffect(
+  const manager = Layer.unwrapScoped(
     Effect.gen(function* () {
       const identity = yield* Identity.Identity
       const routes = yield* PluginRoutes.PluginRoutes
+      const attachments: Array<PluginManager.Attachment> = [PluginRoutes.attachment(routes)]
+      const p2p = yield* Effect.serviceOption(P2P.P2P)
+      if (Option.isSome(p2p)) {
+        const mesh = P2PMesh.make(p2p.value, yield* HookRegistry.HookRegistry)
+        attachments.push(mesh.attachment)
+        yield* mesh.serve(yield* ServiceRegistry.ServiceRegistry)
+      }
       return PluginManager.layer({
         nodeInfo: {
           nodeId: identity.nodeId,
@@ -166,14 +178,17 @@ export const servicesWith = (
         ...(config.grants === undefined ? {} : { grants: config.grants }),
         ...(config.restart === undefined ? {} : { restart: config.restart }),
         ...(config.startConcurrency === undefined ? {} : { startConcurrency: config.startConcurrency }),
-        attachments: [PluginRoutes.attachment(routes)]
+        attachments
       })
     })
   )
+  // P2P only when configured: its layer owns a libp2p node (listening sockets) for the node's lifetime.
+  const p2p = config.p2p === undefined ? Layer.empty : P2P.layer(config.p2p)
   const services = manager.pipe(
     Layer.provideMerge(PluginRoutes.layer),
     Layer.provideMerge(ServiceRegistry.layer(config.mesh)),
     Layer.provideMerge(Storage.layer),
+    Layer.provideMerge(p2p),
     Layer.provideMerge(base)
   )
   return services

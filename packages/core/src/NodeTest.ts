@@ -7,7 +7,10 @@ import * as BlackholeNode from "./BlackholeNode.js"
 import * as Identity from "./Identity.js"
 import * as StorageBackend from "./StorageBackend.js"
 
-/** A node in memory with `config` (environment `test`). */
+/**
+ * A node in memory with `config` (environment `test`). With `p2p: { transport: "memory" }` several
+ * test nodes in one process form a P2P network; a P2P start failure is a defect here.
+ */
 export const layer = (
   config: BlackholeNode.NodeConfig = {},
   options: { readonly seed?: Uint8Array } = {}
@@ -18,5 +21,6 @@ export const layer = (
         Identity.layerMemory(options.seed === undefined ? {} : { seed: options.seed }),
         StorageBackend.layerMemory
       )
-    )
+    ),
+    Layer.orDie
   )

@@ -26,6 +26,7 @@ import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import type * as Scope from "effect/Scope"
 import { HookRegistry } from "./HookRegistry.js"
+import * as MeshTracing from "./MeshTracing.js"
 import * as NodeMetrics from "./NodeMetrics.js"
 import * as Principal from "./Principal.js"
 
@@ -187,6 +188,12 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
                         reason: `${service}.${method} did not answer within ${timeout} ms`
                       })
                   }),
+              MeshTracing.span(`mesh ${service}.${method}`, {
+                "mesh.service": service,
+                "mesh.method": method,
+                "mesh.owner": registration.owner,
+                "mesh.caller": Principal.name(principal)
+              }),
               Effect.onExit((exit) =>
                 Effect.sync(() =>
                   NodeMetrics.recordCall(

@@ -48,9 +48,11 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as ConfigSchemaFile from "../ConfigSchemaFile.js"
+import * as MeshTracing from "../MeshTracing.js"
 import type * as PluginLoaderModule from "../PluginLoader.js"
 import type { LoadContext, LoadedPlugin, PluginLoader } from "../PluginLoader.js"
 import type { LastExit } from "../PluginManager.js"
+import * as Profiling from "../Profiling.js"
 import type { SubprocessOptions } from "../SubprocessLoader.js"
 
 type PluginClient = RpcClient.RpcClient<
@@ -425,7 +427,13 @@ export const make = (options: SubprocessOptions): PluginLoader => {
               dataDirectory: options.dataDirectory,
               granted
             })
-      const nodeArgs = [...heapFlags, ...sandboxFlags, ...(options.execArgv ?? []), runtimeEntry]
+      const nodeArgs = [
+        ...heapFlags,
+        ...sandboxFlags,
+        ...(options.execArgv ?? []),
+        ...Profiling.flagsFor(manifest.id, options.dataDirectory),
+        runtimeEntry
+      ]
       const isolation = options.isolation ?? "none"
       const runAs = options.runAs ?? { uid: 65534, gid: 65534 }
       if (isolation === "uid" && options.dataDirectory !== undefined) {
@@ -777,7 +785,14 @@ export const make = (options: SubprocessOptions): PluginLoader => {
 
       const services = started.services.map((service) => {
         const contract = shapeContract(service)
-        const dispatch: ServiceContract.Dispatch = (method, payload) => invoke(service.name, method, payload)
+        const dispatch: ServiceContract.Dispatch = (method, payload) =>
+          invoke(service.name, method, payload).pipe(
+            MeshTracing.span(`plugin ${pluginId} ${service.name}.${method}`, {
+              "plugin.id": pluginId,
+              "plugin.pid": pid,
+              "plugin.loader": "subprocess"
+            })
+          )
         return { contract, dispatch, selfTimed: true }
       })
 
