@@ -52,7 +52,14 @@ export const PluginDetail = Schema.Struct({
   granted: Schema.Array(Schema.String),
   dependencies: Schema.Record({ key: Schema.String, value: Schema.String }),
   services: Schema.Array(Schema.String),
-  routes: Schema.Array(Schema.String)
+  routes: Schema.Array(Schema.String),
+  /** The plugin's own view of its health while it runs. */
+  health: Schema.NullOr(
+    Schema.Struct({
+      status: Schema.Literal("healthy", "degraded", "unhealthy"),
+      details: Schema.optional(Schema.String)
+    })
+  )
 })
 /** @see PluginDetail */
 export type PluginDetail = typeof PluginDetail.Type
@@ -156,6 +163,12 @@ export class PluginsGroup extends HttpApiGroup.make("plugins")
     HttpApiEndpoint.post("reload")`/api/plugins/${id}/reload`
       .addSuccess(OperationResult)
       .addError(PluginNotFound)
+  )
+  .add(
+    HttpApiEndpoint.post("sync")`/api/plugins/${id}/sync`
+      .addSuccess(Schema.Struct({ id: Schema.String, synced: Schema.Boolean }))
+      .addError(PluginNotFound)
+      .addError(ApiError, { status: 409 })
   )
   .add(
     HttpApiEndpoint.post("logLevel")`/api/plugins/${id}/log-level`

@@ -205,13 +205,30 @@ const PluginsHandlers = (options: Options) =>
               granted: plugin.granted,
               dependencies: plugin.dependencies,
               services,
-              routes: mounted
+              routes: mounted,
+              health: yield* manager.health(path.id).pipe(Effect.orElseSucceed(() => null))
             }
           })
         )
         .handleRaw("start", ({ path }) => operate(path.id, "start"))
         .handleRaw("stop", ({ path }) => operate(path.id, "stop"))
         .handleRaw("reload", ({ path }) => operate(path.id, "reload"))
+        .handle("sync", ({ path }) =>
+          Effect.gen(function* () {
+            const plugin = yield* info(path.id)
+            const handlers = yield* manager.handlers(path.id).pipe(Effect.orElseSucceed(() => undefined))
+            if (handlers?.integration === undefined) {
+              return yield* new AdminApi.ApiError({
+                message:
+                  plugin.state === "running"
+                    ? `${path.id} is not an integration plugin: it has no sync`
+                    : `${path.id} is ${plugin.state}; start it first`
+              })
+            }
+            yield* handlers.integration.sync
+            return { id: path.id, synced: true }
+          })
+        )
         .handle("logLevel", ({ path, payload }) =>
           info(path.id).pipe(
             Effect.zipRight(Sandbox.setLogLevel(path.id, payload.level)),

@@ -12,6 +12,7 @@ import * as nodePath from "node:path"
 import * as BlackholeNode from "@blackhole/core/BlackholeNode"
 import { EventBus } from "@blackhole/core/EventBus"
 import * as Identity from "@blackhole/core/Identity"
+import { P2P } from "@blackhole/core/P2P"
 import { PluginManager } from "@blackhole/core/PluginManager"
 import * as StorageBackend from "@blackhole/core/StorageBackend"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
@@ -19,6 +20,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as AdminServer from "./AdminServer.js"
 import type * as Config from "./Config.js"
@@ -65,6 +67,7 @@ export const nodeConfigOf = (config: Config.Config): BlackholeNode.NodeConfig =>
     ),
     disabled: overrides.filter(([, o]) => !o.enabled).map(([id]) => id),
     restart: config.plugins.restart,
+    storage: { namespaces: config.storage.namespaces },
     ...(config.p2p.enabled
       ? {
           p2p: {
@@ -132,6 +135,8 @@ const summary = (config: Config.Config, address: string | null) =>
   Effect.gen(function* () {
     const identity = yield* Identity.Identity
     const plugins = yield* (yield* PluginManager).list
+    const p2p = yield* Effect.serviceOption(P2P)
+    const listen = Option.isSome(p2p) ? yield* p2p.value.listenAddresses : []
     const width = Math.max(6, ...plugins.map((p) => p.id.length))
     const rows = plugins.map(
       (p) =>
@@ -143,6 +148,7 @@ const summary = (config: Config.Config, address: string | null) =>
         `  node id:   ${identity.nodeId}`,
         `  data dir:  ${config.node.dataDir}`,
         `  admin API: ${address ?? "disabled (http.enabled: false)"}${config.http.auth === "token" ? " (bearer token in admin.token)" : ""}`,
+        `  p2p:       ${listen.length === 0 ? "disabled (p2p.enabled: false)" : listen.join(", ")}`,
         `  plugins:`,
         `  ${"plugin".padEnd(width)}  ${"version".padEnd(8)}  ${"loader".padEnd(10)}  state`,
         ...rows

@@ -6,6 +6,7 @@
  */
 
 import * as nodePath from "node:path"
+import type { StorageError } from "@blackhole/sdk/Errors"
 import type { Environment } from "@blackhole/sdk/NodeInfo"
 import type * as Plugin from "@blackhole/sdk/Plugin"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
@@ -26,6 +27,7 @@ import * as ResourceLimiter from "./ResourceLimiter.js"
 import * as ServiceRegistry from "./ServiceRegistry.js"
 import * as Storage from "./Storage.js"
 import * as StorageBackend from "./StorageBackend.js"
+import * as StorageRouting from "./StorageRouting.js"
 import * as SubprocessLoader from "./SubprocessLoader.js"
 
 /** This node's version (compared with plugin manifests' `compatibility`). */
@@ -64,6 +66,8 @@ export interface NodeConfig {
   readonly events?: { readonly capacity?: number; readonly overflow?: EventBus.OverflowPolicy }
   readonly hooks?: { readonly defaultTimeoutMillis?: number; readonly failOpen?: boolean }
   readonly mesh?: ServiceRegistry.Options
+  /** Namespaces kept by a storage plugin instead of the node's backend: namespace → plugin id. */
+  readonly storage?: { readonly namespaces?: StorageRouting.Routes }
   /** Peer-to-peer networking (libp2p); absent means no P2P. Protocol plugins need it. */
   readonly p2p?: P2P.Config
 }
@@ -79,6 +83,7 @@ export type NodeServices =
   | ResourceLimiter.ResourceLimiter
   | PluginManager.PluginManager
   | PluginRoutes.PluginRoutes
+  | StorageRouting.StorageRouting
 
 const environmentOf = (config: NodeConfig): Environment =>
   config.environment ?? (process.env.NODE_ENV === "production" ? "production" : "development")
@@ -141,7 +146,7 @@ export const layerWith = (
   config: NodeConfig = {}
 ): Layer.Layer<
   Exclude<NodeServices, Identity.Identity | StorageBackend.StorageBackend>,
-  P2P.P2PError,
+  P2P.P2PError | StorageError,
   Identity.Identity | StorageBackend.StorageBackend
 > => launch(config).pipe(Layer.provideMerge(servicesWith(config)))
 
@@ -150,7 +155,7 @@ export const servicesWith = (
   config: NodeConfig = {}
 ): Layer.Layer<
   Exclude<NodeServices, Identity.Identity | StorageBackend.StorageBackend>,
-  P2P.P2PError,
+  P2P.P2PError | StorageError,
   Identity.Identity | StorageBackend.StorageBackend
 > => {
   const base = Layer.mergeAll(
@@ -162,7 +167,11 @@ export const servicesWith = (
     Effect.gen(function* () {
       const identity = yield* Identity.Identity
       const routes = yield* PluginRoutes.PluginRoutes
-      const attachments: Array<PluginManager.Attachment> = [PluginRoutes.attachment(routes)]
+      const routing = yield* StorageRouting.StorageRouting
+      const attachments: Array<PluginManager.Attachment> = [
+        PluginRoutes.attachment(routes),
+        StorageRouting.attachment(routing)
+      ]
       const p2p = yield* Effect.serviceOption(P2P.P2P)
       if (Option.isSome(p2p)) {
         const mesh = P2PMesh.make(p2p.value, yield* HookRegistry.HookRegistry)
@@ -187,7 +196,11 @@ export const servicesWith = (
   const services = manager.pipe(
     Layer.provideMerge(PluginRoutes.layer),
     Layer.provideMerge(ServiceRegistry.layer(config.mesh)),
-    Layer.provideMerge(Storage.layer),
+    // Namespaces routed to storage plugins reach them through the Storage service; the rest the base.
+    Layer.provideMerge(
+      Storage.layer.pipe(Layer.provide(StorageRouting.layerBackend(config.storage?.namespaces ?? {})))
+    ),
+    Layer.provideMerge(StorageRouting.layer),
     Layer.provideMerge(p2p),
     Layer.provideMerge(base)
   )

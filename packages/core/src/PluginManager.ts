@@ -136,6 +136,8 @@ export class PluginManager extends Context.Tag("@blackhole/core/PluginManager")<
     readonly stopAll: Effect.Effect<void>
     readonly list: Effect.Effect<ReadonlyArray<PluginInfo>>
     readonly get: (id: string) => Effect.Effect<PluginInfo, PluginNotFound>
+    /** A running plugin's own view of its health (null when it is not running); 2 s to answer. */
+    readonly health: (id: string) => Effect.Effect<Plugin.HealthStatus | null, PluginNotFound>
     /** The handlers a running plugin returned (proxies into its process for a subprocess plugin). */
     readonly handlers: (id: string) => Effect.Effect<HostHandlers | undefined, PluginNotFound>
   }

@@ -72,7 +72,11 @@ export interface StorageBackend {
 export class StorageFailure extends Schema.TaggedError<StorageFailure>()("StorageFailure", {
   operation: Schema.String,
   reason: Schema.String
-}) {}
+}) {
+  override get message() {
+    return `storage ${this.operation} failed: ${this.reason}`
+  }
+}
 
 /** A storage plugin returns its backend. */
 export interface StorageHandlers extends CommonHandlers {

@@ -493,7 +493,22 @@ export const layer = (options: Options) =>
         stopAll,
         list: Effect.sync(() => Array.from(entries.values(), info)),
         get: (id) => Effect.map(lookup(id), info),
-        handlers: (id) => Effect.map(lookup(id), (entry) => entry.running?.loaded.handlers)
+        handlers: (id) => Effect.map(lookup(id), (entry) => entry.running?.loaded.handlers),
+        health: (id) =>
+          Effect.flatMap(lookup(id), (entry) =>
+            entry.running === undefined
+              ? Effect.succeed(null)
+              : entry.running.loaded.health.pipe(
+                  Effect.timeoutTo({
+                    duration: Duration.seconds(2),
+                    onSuccess: (status): Plugin.HealthStatus => status,
+                    onTimeout: (): Plugin.HealthStatus => ({
+                      status: "unhealthy",
+                      details: "no answer to a health check within 2 s"
+                    })
+                  })
+                )
+          )
       })
     })
   )

@@ -35,6 +35,7 @@ import * as RpcClientErrorModule from "@effect/rpc/RpcClientError"
 import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as RpcGroupModule from "@effect/rpc/RpcGroup"
 import * as RpcServer from "@effect/rpc/RpcServer"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -620,6 +621,14 @@ export const make = (options: SubprocessOptions): PluginLoader => {
         Effect.provideServiceEffect(RpcClient.Protocol, PluginChannel.clientProtocol(channel))
       )
       const pluginClient = client
+      // Set as the plugin's Scope starts closing (before the client shuts down): a call the closing
+      // client interrupts is then the plugin going away, not the caller being interrupted.
+      let closing = false
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          closing = true
+        })
+      )
 
       // When the process goes away the channel closes and every call in flight fails with a
       // RpcClientError: it reaches the caller as PluginUnavailable, promptly. No per-call race needed.
@@ -627,7 +636,15 @@ export const make = (options: SubprocessOptions): PluginLoader => {
         call: Effect.Effect<A, E | RpcClientError.RpcClientError>
       ): Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError> | PluginUnavailable> =>
         Effect.catchIf(
-          call,
+          Effect.catchAllCause(
+            call,
+            (cause): Effect.Effect<never, E | RpcClientError.RpcClientError | PluginUnavailable> =>
+              closing && Cause.isInterruptedOnly(cause)
+                ? Effect.fail(
+                    new PluginUnavailable({ pluginId, state: "stopped", reason: "the plugin has stopped" })
+                  )
+                : Effect.failCause(cause)
+          ),
           (error): error is RpcClientError.RpcClientError =>
             Predicate.hasProperty(error, RpcClientErrorModule.TypeId),
           (error) =>
@@ -759,7 +776,12 @@ export const make = (options: SubprocessOptions): PluginLoader => {
             clearTimeout(timer)
             resume(result)
           })
-          const sent = channel.send(Framing.Kind.Call, [id, service, method, payload])
+          // No payload is sent as a shorter frame: JSON would turn `undefined` into `null`, which a
+          // plugin could then tell apart from the in-process call.
+          const sent = channel.send(
+            Framing.Kind.Call,
+            payload === undefined ? [id, service, method] : [id, service, method, payload]
+          )
           if (sent !== "sent") {
             pending.delete(id)
             clearTimeout(timer)

@@ -60,10 +60,10 @@ export const checkToClient = (body: unknown): string | undefined => {
   }
 }
 
-/** A fast-path Call: `[id, service, method, payload]`. */
+/** A fast-path Call: `[id, service, method, payload]`, or `[id, service, method]` when there is no payload. */
 export const isCall = (u: unknown): u is [number, string, string, unknown] =>
   Array.isArray(u) &&
-  u.length === 4 &&
+  (u.length === 4 || u.length === 3) &&
   Number.isSafeInteger(u[0]) &&
   typeof u[1] === "string" &&
   typeof u[2] === "string"
