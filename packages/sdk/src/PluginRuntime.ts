@@ -388,9 +388,9 @@ const settings = () => {
   } catch {
     secret = undefined
   }
-  if (pluginId === undefined || main === undefined || secret === undefined || secret === "") {
+  if (pluginId === undefined || secret === undefined || secret === "") {
     throw new Error(
-      `the plugin runtime is started by the Blackhole host (missing ${env.pluginId}, ${env.main} or the secret on fd ${secretFd})`
+      `the plugin runtime is started by the Blackhole host (missing ${env.pluginId} or the secret on fd ${secretFd})`
     )
   }
   const maxFrameBytes = Number(process.env[env.maxFrameBytes] ?? Framing.defaultMaxFrameBytes)
@@ -400,60 +400,82 @@ const settings = () => {
   return { pluginId, main, secret, maxFrameBytes }
 }
 
-/** The runtime's main program: handshake, load, serve until the channel closes. */
-export const main = Effect.gen(function* () {
-  const { pluginId, main: modulePath, secret, maxFrameBytes } = settings()
-  const socket = new net.Socket({ fd: channelFd, readable: true, writable: true })
-  const channel = yield* PluginChannel.make(socket, { maxFrameBytes })
-  channel.send(Framing.Kind.Handshake, {
-    type: "hello",
-    version: PluginProtocol.version,
-    pluginId,
-    secret,
-    pid: process.pid
-  } satisfies PluginProtocol.Hello)
-  // Load the plugin while the host answers the hello.
-  const loaded = yield* Effect.tryPromise({
-    try: () => import(pathToFileURL(modulePath).href) as Promise<{ default?: unknown }>,
-    catch: (error) =>
-      new PluginFailure({
+/** Imports the plugin module the host named and takes its default export. */
+const importDefinition = (pluginId: string, modulePath: string | undefined) =>
+  Effect.gen(function* () {
+    if (modulePath === undefined) {
+      return yield* new PluginFailure({
         pluginId,
-        reason: `cannot load ${modulePath}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`
+        reason: `${env.main} is not set: the host names the module to load`
       })
+    }
+    const loaded = yield* Effect.tryPromise({
+      try: () => import(pathToFileURL(modulePath).href) as Promise<{ default?: unknown }>,
+      catch: (error) =>
+        new PluginFailure({
+          pluginId,
+          reason: `cannot load ${modulePath}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`
+        })
+    })
+    return loaded.default
   })
-  const definition = loaded.default
-  if (!Plugin.isPluginDefinition(definition)) {
-    return yield* new PluginFailure({
-      pluginId,
-      reason: `${modulePath} has no default export made with Plugin.service/storage/protocol/integration`
-    })
-  }
-  const welcome = yield* Queue.take(channel.control)
-  if (welcome.kind !== Framing.Kind.Handshake || !Schema.is(PluginProtocol.Welcome)(welcome.body)) {
-    return yield* new PluginFailure({ pluginId, reason: "the host did not welcome this process" })
-  }
-  if (welcome.body.version !== PluginProtocol.version) {
-    return yield* new PluginFailure({
-      pluginId,
-      reason: `protocol version mismatch: host ${welcome.body.version}, runtime ${PluginProtocol.version}`
-    })
-  }
-  yield* serve(definition, channel, pluginId)
-  // Served until the host closes the channel; then this process has nothing left to do.
-  const reason = yield* Deferred.await(channel.closed)
-  // A channel the host broke is not a clean end: exit non-zero so the host records it as a crash.
-  if (reason._tag !== "Ended") process.exitCode = 2
-}).pipe(Effect.scoped)
 
-/** Runs `main` and exits the process when the channel closes or the runtime fails. */
-export const runMain = (): void => {
+/**
+ * The runtime's main program: handshake, load, serve until the channel closes. A standalone bundle
+ * passes its own definition; otherwise the module the host names is imported.
+ */
+export const mainWith = (bundled?: unknown) =>
+  Effect.gen(function* () {
+    const { pluginId, main: modulePath, secret, maxFrameBytes } = settings()
+    const socket = new net.Socket({ fd: channelFd, readable: true, writable: true })
+    const channel = yield* PluginChannel.make(socket, { maxFrameBytes })
+    channel.send(Framing.Kind.Handshake, {
+      type: "hello",
+      version: PluginProtocol.version,
+      pluginId,
+      secret,
+      pid: process.pid
+    } satisfies PluginProtocol.Hello)
+    // Load the plugin while the host answers the hello.
+    const definition = bundled ?? (yield* importDefinition(pluginId, modulePath))
+    if (!Plugin.isPluginDefinition(definition)) {
+      return yield* new PluginFailure({
+        pluginId,
+        reason: `${bundled === undefined ? modulePath : "the bundle"} has no default export made with Plugin.service/storage/protocol/integration`
+      })
+    }
+    const welcome = yield* Queue.take(channel.control)
+    if (welcome.kind !== Framing.Kind.Handshake || !Schema.is(PluginProtocol.Welcome)(welcome.body)) {
+      return yield* new PluginFailure({ pluginId, reason: "the host did not welcome this process" })
+    }
+    if (welcome.body.version !== PluginProtocol.version) {
+      return yield* new PluginFailure({
+        pluginId,
+        reason: `protocol version mismatch: host ${welcome.body.version}, runtime ${PluginProtocol.version}`
+      })
+    }
+    yield* serve(definition, channel, pluginId)
+    // Served until the host closes the channel; then this process has nothing left to do.
+    const reason = yield* Deferred.await(channel.closed)
+    // A channel the host broke is not a clean end: exit non-zero so the host records it as a crash.
+    if (reason._tag !== "Ended") process.exitCode = 2
+  }).pipe(Effect.scoped)
+
+/** The runtime's main program for the module the host names in the environment. */
+export const main = mainWith()
+
+/**
+ * Runs the runtime and exits the process when the channel closes or the runtime fails. A
+ * standalone bundle's entry calls it with the plugin's definition; the SDK's own entry without.
+ */
+export const runMain = (definition?: unknown): void => {
   // A parent watch besides the kernel's death signal: an orphan exits on its own.
   const parent = process.ppid
   const watch = setInterval(() => {
     if (process.ppid !== parent) process.exit(70)
   }, 500)
   watch.unref()
-  Effect.runPromiseExit(main.pipe(Effect.provide(Layer.empty))).then((exit) => {
+  Effect.runPromiseExit(mainWith(definition).pipe(Effect.provide(Layer.empty))).then((exit) => {
     if (Exit.isFailure(exit) && !Exit.isInterrupted(exit)) {
       process.stderr.write(`${Cause.pretty(exit.cause)}\n`)
       process.exit(1)

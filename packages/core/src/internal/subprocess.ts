@@ -412,6 +412,9 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       // One budget from fork to started program, shared by the handshake and the Start call.
       const startDeadline = Date.now() + startTimeout
       const main = path.resolve(options.directory, manifest.main)
+      // A standalone bundle carries its own runtime: run it directly instead of the SDK's entry,
+      // unless `main` was rebuilt after it (a stale bundle must not hide the code just built).
+      const entry = standaloneEntry(options.directory, manifest, main) ?? runtimeEntry
 
       // Heap cap a little under the RSS limit, so V8 fails with OOM before the sampler has to kill.
       const heapFlags =
@@ -433,7 +436,7 @@ export const make = (options: SubprocessOptions): PluginLoader => {
         ...sandboxFlags,
         ...(options.execArgv ?? []),
         ...Profiling.flagsFor(manifest.id, options.dataDirectory),
-        runtimeEntry
+        entry
       ]
       const isolation = options.isolation ?? "none"
       const runAs = options.runAs ?? { uid: 65534, gid: 65534 }
@@ -925,6 +928,29 @@ const pluginHandlers = (
             }))
           }
         })
+  }
+}
+
+/** The SDK runtime's modules a standalone bundle includes (the channel and its protocol). */
+const runtimeSources = ["PluginRuntime.js", "PluginChannel.js", "PluginProtocol.js", "Framing.js"].map(
+  (file) => path.join(path.dirname(runtimeEntry), file)
+)
+
+/** The plugin's standalone bundle, when it has one at least as new as its `main` and the runtime. */
+const standaloneEntry = (
+  directory: string,
+  manifest: PluginManifest.PluginManifest,
+  main: string
+): string | undefined => {
+  if (manifest.bundle === undefined) return undefined
+  const bundle = path.resolve(directory, manifest.bundle)
+  try {
+    const bundleTime = fs.statSync(bundle).mtimeMs
+    // The bundle holds the plugin's code and the SDK runtime's: newer builds of either win.
+    const sources = [main, ...runtimeSources].filter((file) => fs.existsSync(file))
+    return sources.every((file) => fs.statSync(file).mtimeMs <= bundleTime) ? bundle : undefined
+  } catch {
+    return undefined
   }
 }
 

@@ -47,6 +47,7 @@ export const manifest = {
   description: "Scheduled, checksummed snapshots of the node's storage, with retention, verify and restore",
   license: "MIT",
   main: "dist/index.js",
+  bundle: "dist/plugin.bundle.js",
   configuration: { $schema: "config.schema.json" },
   permissions: [
     "service:storage:read",

@@ -1,0 +1,77 @@
+/**
+ * Standalone bundles: a plugin whose plugin.json names a `bundle` (built by
+ * scripts/bundle-plugins.mjs) runs that file directly instead of the SDK's
+ * runtime entry, and behaves the same; a bundle older than the plugin's
+ * `main` is stale and ignored.
+ */
+import * as childProcess from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as NodeTest from "../src/NodeTest.js"
+import { PluginManager } from "../src/PluginManager.js"
+import * as Principal from "../src/Principal.js"
+import { ServiceRegistry } from "../src/ServiceRegistry.js"
+// @ts-expect-error the fixture is plain JavaScript
+import { Echo } from "./fixtures/plugins/echo/contract.mjs"
+import { registerSubprocess } from "./support.js"
+
+type EchoClient = {
+  readonly echo: (payload: { readonly text: string }) => Effect.Effect<string, unknown>
+  readonly pid: () => Effect.Effect<number, unknown>
+}
+
+const fixtures = path.join(import.meta.dirname, "fixtures")
+const bundler = path.join(import.meta.dirname, "..", "..", "..", "scripts", "bundle-plugins.mjs")
+
+/** A copy of the echo fixture with a `bundle`, bundled; removed when the Scope closes. */
+const bundledEcho = Effect.acquireRelease(
+  Effect.sync(() => {
+    const root = fs.mkdtempSync(path.join(fixtures, "tmp-bundle-"))
+    const plugin = path.join(root, "echo")
+    fs.cpSync(path.join(fixtures, "plugins", "echo"), plugin, { recursive: true })
+    const manifestFile = path.join(plugin, "plugin.json")
+    const manifest = JSON.parse(fs.readFileSync(manifestFile, "utf8"))
+    fs.writeFileSync(manifestFile, JSON.stringify({ ...manifest, bundle: "dist/bundle.js" }))
+    childProcess.execFileSync(process.execPath, [bundler, plugin], { stdio: "pipe" })
+    return { root, plugin }
+  }),
+  ({ root }) => Effect.sync(() => fs.rmSync(root, { recursive: true, force: true }))
+)
+
+/** The command line of a running process. */
+const commandLine = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")
+
+describe("standalone plugin bundles", () => {
+  it.scopedLive(
+    "the host runs a fresh bundle directly, and falls back to main when the bundle is stale",
+    () =>
+      Effect.gen(function* () {
+        const { plugin } = yield* bundledEcho
+        // Self-contained: the bundle imports nothing but Node's own modules.
+        const code = fs.readFileSync(path.join(plugin, "dist", "bundle.js"), "utf8")
+        assert.notMatch(code, /from\s*"(?!node:)[^"]+"/)
+        const manifest = yield* registerSubprocess(plugin)
+        const manager = yield* PluginManager
+        const mesh = yield* ServiceRegistry
+        const echo = mesh.client(Principal.operator, Echo) as EchoClient
+        yield* manager.start(manifest.id)
+
+        const bundled = yield* manager.get(manifest.id)
+        assert.isNotNull(bundled.pid)
+        assert.isTrue(commandLine(bundled.pid!).some((arg) => arg.endsWith(path.join("dist", "bundle.js"))))
+        assert.strictEqual(yield* echo.echo({ text: "from the bundle" }), "from the bundle")
+
+        // `main` rebuilt after the bundle: the bundle no longer shows the plugin's code.
+        const later = new Date(Date.now() + 5_000)
+        fs.utimesSync(path.join(plugin, "index.mjs"), later, later)
+        yield* manager.restart(manifest.id)
+        const fallback = yield* manager.get(manifest.id)
+        assert.isFalse(commandLine(fallback.pid!).some((arg) => arg.endsWith("bundle.js")))
+        assert.strictEqual(yield* echo.echo({ text: "from main" }), "from main")
+        assert.strictEqual(yield* echo.pid(), fallback.pid)
+      }).pipe(Effect.provide(NodeTest.layer())),
+    60_000
+  )
+})
