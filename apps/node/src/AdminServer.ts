@@ -457,6 +457,6 @@ export const layer = (options: Options) => {
   const routes = Layer.mergeAll(api, metricsRoute, serviceRoute, eventsRoute, pluginRoute)
   const withAuth = options.token === undefined ? routes : Layer.merge(routes, authMiddleware(options.token))
   return HttpLayerRouter.serve(withAuth, { disableListenLog: true, disableLogger: true }).pipe(
-    Layer.provide(NodeHttpServer.layer(createServer, { host: options.host, port: options.port }))
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { host: options.host, port: options.port }))
   )
 }

@@ -10,9 +10,10 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 import { fileURLToPath } from "node:url"
+import { issuesOf } from "@blackhole/sdk/Errors"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import * as ParseResult from "effect/ParseResult"
+import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as YAML from "yaml"
 
@@ -220,10 +221,7 @@ export const merge = (base: unknown, over: unknown): unknown => {
 }
 
 const problemsOf = (error: ParseResult.ParseError) =>
-  ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => ({
-    path: issue.path.map(String).join("."),
-    message: issue.message
-  }))
+  issuesOf(error).map((issue) => ({ path: issue.path, message: issue.message }))
 
 /** Decodes one layer of configuration; unknown keys are errors (a typo must not pass silently). */
 export const decodeLayer = (raw: unknown, source: string): Effect.Effect<ConfigFile, ConfigError> =>

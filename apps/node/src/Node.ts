@@ -15,6 +15,7 @@ import * as Identity from "@blackhole/core/Identity"
 import { P2P } from "@blackhole/core/P2P"
 import { PluginManager } from "@blackhole/core/PluginManager"
 import * as StorageBackend from "@blackhole/core/StorageBackend"
+import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -135,6 +136,11 @@ const summary = (config: Config.Config, address: string | null) =>
   Effect.gen(function* () {
     const identity = yield* Identity.Identity
     const plugins = yield* (yield* PluginManager).list
+    const server = yield* Effect.serviceOption(HttpServer.HttpServer)
+    // The bound address (port 0 picks a free one), not the configured one.
+    const bound = Option.map(server, (s) =>
+      s.address._tag === "TcpAddress" ? `http://${s.address.hostname}:${s.address.port}` : String(address)
+    )
     const p2p = yield* Effect.serviceOption(P2P)
     const listen = Option.isSome(p2p) ? yield* p2p.value.listenAddresses : []
     const width = Math.max(6, ...plugins.map((p) => p.id.length))
@@ -147,7 +153,7 @@ const summary = (config: Config.Config, address: string | null) =>
         `Blackhole node ${BlackholeNode.version} ready`,
         `  node id:   ${identity.nodeId}`,
         `  data dir:  ${config.node.dataDir}`,
-        `  admin API: ${address ?? "disabled (http.enabled: false)"}${config.http.auth === "token" ? " (bearer token in admin.token)" : ""}`,
+        `  admin API: ${Option.getOrElse(bound, () => address) ?? "disabled (http.enabled: false)"}${config.http.auth === "token" ? " (bearer token in admin.token)" : ""}`,
         `  p2p:       ${listen.length === 0 ? "disabled (p2p.enabled: false)" : listen.join(", ")}`,
         `  plugins:`,
         `  ${"plugin".padEnd(width)}  ${"version".padEnd(8)}  ${"loader".padEnd(10)}  state`,

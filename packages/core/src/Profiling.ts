@@ -66,16 +66,18 @@ export const profile = (options: {
       manager
         .restart(pluginId, { drainMillis: 1000 })
         .pipe(Effect.mapError((error) => new ProfileError({ reason: `${why}: ${error.message}` })))
-    yield* Effect.acquireUseRelease(
-      Effect.sync(() => requested.add(pluginId)),
-      () =>
-        restart("could not restart it under --prof").pipe(
-          Effect.zipRight(Effect.sleep(Duration.seconds(options.seconds)))
-        ),
-      // Always back to normal, even when interrupted or failed.
-      () =>
-        Effect.sync(() => requested.delete(pluginId)).pipe(Effect.zipRight(Effect.ignore(restart("restart"))))
+    const back = () => Effect.sync(() => requested.delete(pluginId)).pipe(Effect.zipRight(restart("restart")))
+    // Not a finalizer: a restart must stay interruptible (its start has deadlines). If this request
+    // is interrupted, the way back to normal runs on in the background.
+    requested.add(pluginId)
+    const profiled = yield* restart("could not restart it under --prof").pipe(
+      Effect.zipRight(Effect.sleep(Duration.seconds(options.seconds))),
+      Effect.onInterrupt(() => Effect.asVoid(Effect.forkDaemon(Effect.ignore(back())))),
+      Effect.exit
     )
+    const restored = yield* Effect.exit(back())
+    if (profiled._tag === "Failure") return yield* Effect.failCause(profiled.cause)
+    if (restored._tag === "Failure") return yield* Effect.failCause(restored.cause)
     if (!fs.existsSync(log)) {
       return yield* new ProfileError({ reason: `the plugin process wrote no V8 log at ${log}` })
     }

@@ -3,7 +3,9 @@
  * `Schema.TaggedError`, so it encodes to `{ _tag, ...fields }` on the wire and
  * decodes back to the same class on the other side.
  */
+import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import * as issues from "./internal/issues.js"
 
 /** One problem found while decoding input: where it is and what is wrong. */
 export class Issue extends Schema.Class<Issue>("Issue")({
@@ -11,8 +13,8 @@ export class Issue extends Schema.Class<Issue>("Issue")({
   message: Schema.String
 }) {}
 
-const formatIssues = (issues: ReadonlyArray<Issue>): string =>
-  issues.map((issue) => `  - ${issue.path === "" ? "(root)" : issue.path}: ${issue.message}`).join("\n")
+const formatIssues = (list: ReadonlyArray<Issue>): string =>
+  list.map((issue) => `  - ${issue.path === "" ? "(root)" : issue.path}: ${issue.message}`).join("\n")
 
 /** A caller lacks the permission an operation requires. */
 export class PermissionDenied extends Schema.TaggedError<PermissionDenied>()("PermissionDenied", {
@@ -208,3 +210,9 @@ export const MeshError = Schema.Union(
 )
 /** @see MeshError */
 export type MeshError = typeof MeshError.Type
+
+/**
+ * Every problem of a Schema decode failure as an `Issue` with a readable path
+ * (`plugins.grants["a.b"][0]`), without the "Expected undefined" echo of optional fields.
+ */
+export const issuesOf = (error: ParseResult.ParseError): Array<Issue> => issues.fromParseError(error)

@@ -95,6 +95,17 @@ export const make = (
 ): Effect.Effect<StorageBackend.Service, StorageError, Scope.Scope> =>
   Effect.gen(function* () {
     const { filename } = options
+    // A fresh data directory may not exist yet (the identity, created beside it, may not be made first).
+    if (filename !== ":memory:") {
+      yield* Effect.tryPromise({
+        try: () => fs.mkdir(path.dirname(path.resolve(filename)), { recursive: true, mode: 0o700 }),
+        catch: (error) =>
+          new StorageError({
+            operation: "open",
+            reason: `cannot create the directory of ${filename}: ${String(error)}`
+          })
+      })
+    }
     // The client switches the file to WAL itself; we check that it took (see below).
     const conn = yield* connect("open", { filename })
     const query = (sql: string, params: ReadonlyArray<unknown> = []) => conn.execute(sql, params, undefined)

@@ -19,9 +19,15 @@ export const fromParseError = (error: ParseResult.ParseError): Array<Issue> => {
   const issues = ParseResult.ArrayFormatter.formatErrorSync(error).map(
     (issue) => new Issue({ path: formatPath(issue.path), message: issue.message })
   )
-  // An optional field with a wrong value also fails its "or undefined" branch; that line is noise.
+  // An optional field with a wrong value (or with a wrong value inside it) also fails its
+  // "or undefined" branch; that line is noise next to the real problem at or below its path.
+  const within = (path: string, parent: string) =>
+    path === parent || parent === "" || path.startsWith(`${parent}.`) || path.startsWith(`${parent}[`)
   const noise = (issue: Issue) =>
     issue.message.startsWith("Expected undefined") &&
-    issues.some((other) => other !== issue && other.path === issue.path)
+    issues.some(
+      (other) =>
+        other !== issue && !other.message.startsWith("Expected undefined") && within(other.path, issue.path)
+    )
   return issues.filter((issue) => !noise(issue))
 }
