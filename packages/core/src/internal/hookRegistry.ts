@@ -1,8 +1,9 @@
 import { HookVetoed } from "@blackhole/sdk/Errors"
 import * as Cause from "effect/Cause"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
+import * as ExitModule from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import type { HookRegistration, HookRegistry } from "../HookRegistry.js"
@@ -23,7 +24,7 @@ type Handler = (payload: unknown) => Effect.Effect<void, unknown>
 interface Hook {
   readonly registration: HookRegistration
   readonly handler: Handler
-  readonly timeout: Duration.Duration
+  readonly timeoutMillis: number
 }
 
 /** The hooks of one name, sorted; replaced (never mutated) so a running chain keeps its snapshot. */
@@ -84,14 +85,38 @@ const classify = (
   return { _tag: "Failed", reason: "was interrupted", cause: exit.cause }
 }
 
-const attempt = (hook: Hook, payload: unknown) =>
-  Effect.exit(
-    Effect.timeoutOption(
-      // `suspend` turns a handler that throws into a defect; `disconnect` lets the timeout
-      // return on time even when the handler ignores interruption (the write path must not hang).
-      Effect.disconnect(Effect.suspend(() => hook.handler(payload))),
-      hook.timeout
-    )
+/**
+ * Runs a hook with its deadline. The handler runs in a daemon fiber (with the caller's context; a
+ * child would make the caller wait for it on exit) and a plain timer bounds it: on time out the
+ * caller goes on at once and the handler is interrupted in the background, so one that ignores
+ * interruption cannot hang the write path. A fork and a timer, not the several fibers of
+ * `timeoutOption(disconnect(…))`, on every write.
+ */
+const attempt = (hook: Hook, payload: unknown): Effect.Effect<Exit.Exit<Option.Option<void>, unknown>> =>
+  Effect.flatMap(
+    // `suspend` turns a handler that throws into a defect.
+    Effect.forkDaemon(Effect.suspend(() => hook.handler(payload))),
+    (child) =>
+      Effect.async<Exit.Exit<Option.Option<void>, unknown>>((resume) => {
+        let settled = false
+        const timer = setTimeout(() => {
+          if (settled) return
+          settled = true
+          child.unsafeInterruptAsFork(FiberId.none)
+          resume(Effect.succeed(ExitModule.succeed(Option.none())))
+        }, hook.timeoutMillis)
+        child.addObserver((exit) => {
+          if (settled) return
+          settled = true
+          clearTimeout(timer)
+          resume(Effect.succeed(ExitModule.map(exit, Option.some)))
+        })
+        return Effect.sync(() => {
+          settled = true
+          clearTimeout(timer)
+          child.unsafeInterruptAsFork(FiberId.none)
+        })
+      })
   )
 
 const report = (hook: Hook, outcome: Outcome, what: string): Effect.Effect<void> => {
@@ -198,7 +223,7 @@ export const make = (options?: {
         const hook: Hook = {
           registration: { name, owner, priority, timeoutMillis },
           handler,
-          timeout: Duration.millis(timeoutMillis)
+          timeoutMillis
         }
         return Effect.acquireRelease(
           Effect.sync(() => add(hook)),
