@@ -187,6 +187,7 @@ export const servicesWith = (
         ...(config.grants === undefined ? {} : { grants: config.grants }),
         ...(config.restart === undefined ? {} : { restart: config.restart }),
         ...(config.startConcurrency === undefined ? {} : { startConcurrency: config.startConcurrency }),
+        ...(config.dataDir === undefined ? {} : { dataDir: nodePath.resolve(config.dataDir) }),
         attachments
       })
     })
@@ -213,7 +214,7 @@ export const dataDirOf = (config: NodeConfig): string => nodePath.resolve(config
 /** A node with its identity key and SQLite storage in `dataDir`. */
 export const layer = (config: NodeConfig = {}) => {
   const dataDir = dataDirOf(config)
-  return layerWith(config).pipe(
+  return layerWith({ ...config, dataDir }).pipe(
     Layer.provideMerge(
       Layer.mergeAll(
         Identity.layer({ dataDir }),

@@ -150,6 +150,8 @@ export interface Options {
   readonly grants?: Readonly<Record<string, ReadonlyArray<string>>>
   /** Restart policy for plugins registered without one. */
   readonly restart?: RestartPolicy
+  /** The node's data directory: each plugin gets `<dataDir>/plugin-data/<id>/` as its NodeInfo.dataDirectory. */
+  readonly dataDir?: string
   /** How many plugins `startAll` starts at once (each still after its dependencies). Default 8. */
   readonly startConcurrency?: number
   /** Parts of the node a started plugin's handlers connect to (HTTP routes, P2P protocols…). */

@@ -1,3 +1,4 @@
+import * as fsSync from "node:fs"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -365,9 +366,22 @@ describe("StorageBackend.layerSqlite", () => {
     })
   )
 
+  it.scoped("creates a missing data directory", () =>
+    Effect.gen(function* () {
+      const filename = path.join(yield* tempDir, "fresh", "data", "node.db")
+      yield* Effect.flatMap(StorageBackend.StorageBackend, (backend) =>
+        backend.store("ns", "k", new Uint8Array([1]))
+      ).pipe(Effect.provide(StorageBackend.layerSqlite({ filename })))
+      assert.isTrue(fsSync.existsSync(filename))
+    })
+  )
+
   it.scoped("fails to open with a StorageError, not a defect", () =>
     Effect.gen(function* () {
-      const filename = path.join(yield* tempDir, "no-such-dir", "node.db")
+      // A missing directory is created; one that cannot be (a file is in the way) fails the open.
+      const blocker = path.join(yield* tempDir, "a-file")
+      fsSync.writeFileSync(blocker, "")
+      const filename = path.join(blocker, "node.db")
       const error = yield* Effect.flip(
         Effect.provide(StorageBackend.StorageBackend, StorageBackend.layerSqlite({ filename }))
       )

@@ -16,5 +16,10 @@ export class NodeInfo extends Context.Tag("@blackhole/sdk/NodeInfo")<
     /** The node's semver version (compared with manifest `compatibility`). */
     readonly version: string
     readonly environment: Environment
+    /**
+     * This plugin's own writable directory (`<data>/plugin-data/<id>/`, created by the node), in
+     * process or in a subprocess alike; absent on a node without a data directory (in-memory tests).
+     */
+    readonly dataDirectory?: string
   }
 >() {}

@@ -83,7 +83,12 @@ export class HostToPlugin extends RpcGroup.make(
   Rpc.make("Start", {
     payload: {
       config: Schema.Unknown,
-      nodeInfo: Schema.Struct({ nodeId: Schema.String, version: Schema.String, environment: Environment })
+      nodeInfo: Schema.Struct({
+        nodeId: Schema.String,
+        version: Schema.String,
+        environment: Environment,
+        dataDirectory: Schema.optionalWith(Schema.String, { exact: true })
+      })
     },
     success: Started,
     error: Schema.Union(InvalidConfig, PluginFailure)

@@ -1,3 +1,5 @@
+import * as fs from "node:fs"
+import * as nodePath from "node:path"
 import * as CoreServices from "@blackhole/sdk/CoreServices"
 import {
   DependencyError,
@@ -95,6 +97,23 @@ export const layer = (options: Options) =>
       const managerScope = yield* Effect.scope
       const { nodeInfo } = options
       const grants = options.grants ?? {}
+
+      // Each plugin's own data directory, created before it starts (a subprocess loader creates it too).
+      const pluginNodeInfo = (id: string) =>
+        options.dataDir === undefined
+          ? Effect.succeed(nodeInfo)
+          : Effect.try({
+              try: () => {
+                const dataDirectory = nodePath.join(options.dataDir!, "plugin-data", id)
+                fs.mkdirSync(dataDirectory, { recursive: true, mode: 0o700 })
+                return { ...nodeInfo, dataDirectory }
+              },
+              catch: (error) =>
+                new PluginFailure({
+                  pluginId: id,
+                  reason: `cannot create its data directory: ${String(error)}`
+                })
+            })
 
       const lookup = (id: string) =>
         Effect.suspend(() => {
@@ -241,7 +260,7 @@ export const layer = (options: Options) =>
               granted,
               quota,
               config,
-              nodeInfo
+              nodeInfo: yield* pluginNodeInfo(manifest.id)
             }).pipe(Effect.provide(sandboxContext))
             const scope = yield* Scope.make()
             const loaded = yield* Effect.gen(function* () {

@@ -662,7 +662,11 @@ export const make = (options: SubprocessOptions): PluginLoader => {
             )
         ) as Effect.Effect<A, Exclude<E, RpcClientError.RpcClientError> | PluginUnavailable>
 
-      const nodeInfo = Context.get(context, NodeInfo)
+      // The directory this process may write is the loader's: that is the one the plugin is told.
+      const nodeInfo =
+        options.dataDirectory === undefined
+          ? Context.get(context, NodeInfo)
+          : { ...Context.get(context, NodeInfo), dataDirectory: options.dataDirectory }
       const started = yield* guarded(pluginClient.Start({ config: rawConfigOf(context), nodeInfo })).pipe(
         Effect.timeoutFail({
           duration: Duration.millis(Math.max(0, startDeadline - Date.now())),

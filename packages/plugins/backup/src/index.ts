@@ -16,7 +16,6 @@ import * as ServiceContract from "@blackhole/sdk/ServiceContract"
 import * as Services from "@blackhole/sdk/Services"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
-import * as EffectConfig from "effect/Config"
 import * as Cron from "effect/Cron"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -58,9 +57,6 @@ export const manifest = {
   services: ["backup"]
 } as const
 
-/** Where a subprocess plugin learns its own writable directory (set by the subprocess loader). */
-const dataDirectoryVariable = "BLACKHOLE_PLUGIN_DATA"
-
 /** The encoded size of one restored batch stays under this, well inside the channel's frame cap. */
 const restoreBatchBytes = 1 << 20
 
@@ -83,17 +79,15 @@ const scheduleOf = (schedule: ConfigType["schedule"]): Schedule.Schedule<unknown
     : // The config was decoded with CronExpression, so this parses.
       Schedule.cron(Either.getOrThrow(Cron.parse(schedule)))
 
-/** The configured directory, else the data directory the subprocess loader gave the plugin. */
+/** The configured directory, else the plugin's own data directory from the node. */
 const resolveDirectory = (config: ConfigType) =>
   Effect.gen(function* () {
     if (config.directory !== undefined) return config.directory
-    const data = yield* EffectConfig.option(EffectConfig.nonEmptyString(dataDirectoryVariable)).pipe(
-      Effect.orElseSucceed(() => Option.none<string>())
-    )
-    if (Option.isSome(data)) return data.value
+    const { dataDirectory } = yield* NodeInfo
+    if (dataDirectory !== undefined) return dataDirectory
     return yield* new BackupError({
       reason: "io",
-      detail: `no backup directory: set "directory" (an absolute path) in this plugin's config. Only a plugin run as a subprocess gets a data directory (${dataDirectoryVariable}); a compiled-in one has none`
+      detail: `no backup directory: set "directory" (an absolute path) in this plugin's config; this node gives its plugins no data directory (NodeInfo.dataDirectory)`
     })
   })
 

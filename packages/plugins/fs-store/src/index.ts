@@ -4,13 +4,12 @@
  * data directory or a configured one, with an optional byte quota.
  */
 import { PluginFailure } from "@blackhole/sdk/Errors"
+import { NodeInfo } from "@blackhole/sdk/NodeInfo"
 import * as Plugin from "@blackhole/sdk/Plugin"
 import * as PluginConfig from "@blackhole/sdk/PluginConfig"
 import { PluginLogger } from "@blackhole/sdk/PluginLogger"
 import * as ServiceContract from "@blackhole/sdk/ServiceContract"
-import * as EffectConfig from "effect/Config"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import { Config as ConfigStruct, type Config as ConfigType, FsStore } from "./contract.js"
 import * as ObjectStore from "./internal/objectStore.js"
 
@@ -32,19 +31,14 @@ export const manifest = {
   services: ["fs-store"]
 } as const
 
-/** Where a subprocess plugin learns its own writable directory (set by the subprocess loader). */
-const dataDirectoryVariable = "BLACKHOLE_PLUGIN_DATA"
-
 const resolveDirectory = (config: ConfigType) =>
   Effect.gen(function* () {
     if (config.directory !== undefined) return config.directory
-    const data = yield* EffectConfig.option(EffectConfig.nonEmptyString(dataDirectoryVariable)).pipe(
-      Effect.orElseSucceed(() => Option.none<string>())
-    )
-    if (Option.isSome(data)) return data.value
+    const { dataDirectory } = yield* NodeInfo
+    if (dataDirectory !== undefined) return dataDirectory
     return yield* new PluginFailure({
       pluginId: manifest.id,
-      reason: `no directory: set "directory" (an absolute path) in this plugin's config. Only a plugin run as a subprocess gets a data directory (${dataDirectoryVariable}); a compiled-in one has none`
+      reason: `no directory: set "directory" (an absolute path) in this plugin's config; this node gives its plugins no data directory (NodeInfo.dataDirectory)`
     })
   })
 
