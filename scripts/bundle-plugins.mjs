@@ -6,13 +6,15 @@
 //   node scripts/bundle-plugins.mjs [plugin directory or parent of plugin directories ...]
 //
 // With no arguments: packages/plugins/* and the benchmark fixtures. Run after `tsc -b`.
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as esbuild from "esbuild"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
-const runtime = path.join(root, "packages/sdk/dist/PluginRuntime.js")
+const sdkDist = path.join(root, "packages/sdk/dist")
+const runtime = path.join(sdkDist, "PluginRuntime.js")
 
 const pluginDirs = (dir) => {
   if (fs.existsSync(path.join(dir, "plugin.json"))) return [dir]
@@ -36,7 +38,9 @@ const bundle = async (dir) => {
   if (!fs.existsSync(main)) throw new Error(`${main} is missing; build ${dir} first`)
   const outfile = path.resolve(dir, manifest.bundle)
   const started = Date.now()
-  await esbuild.build({
+  const result = await esbuild.build({
+    metafile: true,
+    absWorkingDir: root,
     stdin: {
       contents: [
         `import definition from ${JSON.stringify(main)}`,
@@ -62,6 +66,19 @@ const bundle = async (dir) => {
       js: 'import { createRequire as __bhRequire } from "node:module"; const require = __bhRequire(import.meta.url);'
     }
   })
+  // What the bundle was built from (the plugin's own files and the SDK's), by content: the host
+  // runs the bundle only while these still match, so a stale bundle never hides newer code.
+  const inputs = {}
+  for (const input of Object.keys(result.metafile.inputs)) {
+    if (input.includes("standalone-entry.js")) continue
+    const file = path.resolve(root, input)
+    const inPlugin = !path.relative(dir, file).startsWith("..")
+    const inSdk = !path.relative(sdkDist, file).startsWith("..")
+    if (!inPlugin && !inSdk) continue
+    const key = inPlugin ? path.relative(dir, file) : file
+    inputs[key] = crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex")
+  }
+  fs.writeFileSync(`${outfile}.inputs.json`, `${JSON.stringify({ inputs }, null, 1)}\n`)
   const kib = (fs.statSync(outfile).size / 1024).toFixed(0)
   console.log(`bundle-plugins: ${path.relative(root, outfile)} (${kib} KiB, ${Date.now() - started} ms)`)
   return true

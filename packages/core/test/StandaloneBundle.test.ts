@@ -1,8 +1,8 @@
 /**
  * Standalone bundles: a plugin whose plugin.json names a `bundle` (built by
  * scripts/bundle-plugins.mjs) runs that file directly instead of the SDK's
- * runtime entry, and behaves the same; a bundle older than the plugin's
- * `main` is stale and ignored.
+ * runtime entry, and behaves the same; a bundle whose source files changed
+ * since it was built is stale and ignored.
  */
 import * as childProcess from "node:child_process"
 import * as fs from "node:fs"
@@ -45,7 +45,7 @@ const commandLine = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, "ut
 
 describe("standalone plugin bundles", () => {
   it.scopedLive(
-    "the host runs a fresh bundle directly, and falls back to main when the bundle is stale",
+    "the host runs a bundle that matches its sources directly (copies too), and falls back to main when it is stale",
     () =>
       Effect.gen(function* () {
         const { plugin } = yield* bundledEcho
@@ -63,9 +63,24 @@ describe("standalone plugin bundles", () => {
         assert.isTrue(commandLine(bundled.pid!).some((arg) => arg.endsWith(path.join("dist", "bundle.js"))))
         assert.strictEqual(yield* echo.echo({ text: "from the bundle" }), "from the bundle")
 
-        // `main` rebuilt after the bundle: the bundle no longer shows the plugin's code.
-        const later = new Date(Date.now() + 5_000)
-        fs.utimesSync(path.join(plugin, "index.mjs"), later, later)
+        // A copy (new timestamps, same content) still runs its bundle.
+        yield* manager.stop(manifest.id)
+        const copy = path.join(path.dirname(plugin), "echo-copy")
+        fs.cpSync(plugin, copy, { recursive: true })
+        const copyManifest = JSON.parse(fs.readFileSync(path.join(copy, "plugin.json"), "utf8"))
+        fs.writeFileSync(
+          path.join(copy, "plugin.json"),
+          JSON.stringify({ ...copyManifest, id: "com.example.copy" })
+        )
+        const copied = yield* registerSubprocess(copy)
+        yield* manager.start(copied.id)
+        const copyInfo = yield* manager.get(copied.id)
+        assert.isTrue(commandLine(copyInfo.pid!).some((arg) => arg.endsWith(path.join("dist", "bundle.js"))))
+        assert.strictEqual(yield* echo.echo({ text: "from the copy" }), "from the copy")
+        yield* manager.stop(copied.id)
+
+        // The plugin's code changed since the bundle was built: the bundle is stale and not used.
+        fs.appendFileSync(path.join(plugin, "index.mjs"), "\n// changed after bundling\n")
         yield* manager.restart(manifest.id)
         const fallback = yield* manager.get(manifest.id)
         assert.isFalse(commandLine(fallback.pid!).some((arg) => arg.endsWith("bundle.js")))

@@ -413,8 +413,8 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       const startDeadline = Date.now() + startTimeout
       const main = path.resolve(options.directory, manifest.main)
       // A standalone bundle carries its own runtime: run it directly instead of the SDK's entry,
-      // unless `main` was rebuilt after it (a stale bundle must not hide the code just built).
-      const entry = standaloneEntry(options.directory, manifest, main) ?? runtimeEntry
+      // unless its sources changed since it was built (a stale bundle must not hide newer code).
+      const entry = standaloneEntry(options.directory, manifest) ?? runtimeEntry
 
       // Heap cap a little under the RSS limit, so V8 fails with OOM before the sampler has to kill.
       const heapFlags =
@@ -935,24 +935,23 @@ const pluginHandlers = (
   }
 }
 
-/** The SDK runtime's modules a standalone bundle includes (the channel and its protocol). */
-const runtimeSources = ["PluginRuntime.js", "PluginChannel.js", "PluginProtocol.js", "Framing.js"].map(
-  (file) => path.join(path.dirname(runtimeEntry), file)
-)
-
-/** The plugin's standalone bundle, when it has one at least as new as its `main` and the runtime. */
-const standaloneEntry = (
-  directory: string,
-  manifest: PluginManifest.PluginManifest,
-  main: string
-): string | undefined => {
+/**
+ * The plugin's standalone bundle, when it has one that matches its sources: scripts/bundle-plugins.mjs
+ * records the content hash of every plugin and SDK file it bundled (`<bundle>.inputs.json`), and a
+ * bundle whose sources changed since (a rebuild of the plugin or the SDK) is stale and not used.
+ */
+const standaloneEntry = (directory: string, manifest: PluginManifest.PluginManifest): string | undefined => {
   if (manifest.bundle === undefined) return undefined
   const bundle = path.resolve(directory, manifest.bundle)
   try {
-    const bundleTime = fs.statSync(bundle).mtimeMs
-    // The bundle holds the plugin's code and the SDK runtime's: newer builds of either win.
-    const sources = [main, ...runtimeSources].filter((file) => fs.existsSync(file))
-    return sources.every((file) => fs.statSync(file).mtimeMs <= bundleTime) ? bundle : undefined
+    const { inputs } = JSON.parse(fs.readFileSync(`${bundle}.inputs.json`, "utf8")) as {
+      readonly inputs: Readonly<Record<string, string>>
+    }
+    for (const [file, hash] of Object.entries(inputs)) {
+      const content = fs.readFileSync(path.resolve(directory, file))
+      if (crypto.createHash("sha256").update(content).digest("hex") !== hash) return undefined
+    }
+    return fs.existsSync(bundle) ? bundle : undefined
   } catch {
     return undefined
   }

@@ -1,16 +1,12 @@
 /**
- * fs-store as the storage of one namespace of a node: the node's storage
- * stack wired with core's StorageRouting (as BlackholeNode would wire it),
- * fs-store running as a subprocess and attached by the plugin manager.
+ * fs-store as the storage of one namespace of a node, configured the way an
+ * operator does (`storage.namespaces`), with fs-store running as a subprocess.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import * as EventBus from "@blackhole/core/EventBus"
-import * as HookRegistry from "@blackhole/core/HookRegistry"
+import * as NodeTest from "@blackhole/core/NodeTest"
 import * as PluginManager from "@blackhole/core/PluginManager"
-import * as ResourceLimiter from "@blackhole/core/ResourceLimiter"
-import * as ServiceRegistry from "@blackhole/core/ServiceRegistry"
 import * as Storage from "@blackhole/core/Storage"
 import * as StorageBackend from "@blackhole/core/StorageBackend"
 import * as StorageRouting from "@blackhole/core/StorageRouting"
@@ -19,7 +15,6 @@ import * as PluginManifest from "@blackhole/sdk/PluginManifest"
 import { assert, describe, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as ObjectStore from "../src/internal/objectStore.js"
@@ -28,21 +23,8 @@ import { bytes, tempDir, text } from "./support.js"
 const packageDir = fileURLToPath(new URL("..", import.meta.url))
 const pluginId = "dev.blackhole.fs-store"
 
-/** Storage, hooks, mesh and plugin manager, with `media` routed to fs-store. */
-const node = Layer.unwrapEffect(
-  Effect.map(StorageRouting.StorageRouting, (routing) =>
-    PluginManager.layer({
-      nodeInfo: { nodeId: "12D3KooWRouted", version: "0.1.0", environment: "test" },
-      attachments: [StorageRouting.attachment(routing)]
-    })
-  )
-).pipe(
-  Layer.provideMerge(ServiceRegistry.layer()),
-  Layer.provideMerge(Storage.layer.pipe(Layer.provide(StorageRouting.layerBackend({ media: pluginId })))),
-  Layer.provideMerge(StorageRouting.layer),
-  Layer.provideMerge(Layer.mergeAll(HookRegistry.layer(), EventBus.layer(), ResourceLimiter.layer)),
-  Layer.provideMerge(StorageBackend.layerMemory)
-)
+/** A node configured to keep the `media` namespace in fs-store (`storage.namespaces`). */
+const node = NodeTest.layer({ storage: { namespaces: { media: pluginId } } })
 
 describe("fs-store behind the node's storage routing", () => {
   it.scopedLive("a routed namespace is kept in fs-store's files, the rest in the node's backend", () =>
