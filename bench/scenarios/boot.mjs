@@ -49,6 +49,10 @@ const makePluginTree = (count) => {
     fs.mkdirSync(dir)
     for (const file of ["index.mjs", "contract.mjs"])
       fs.copyFileSync(path.join(source, file), path.join(dir, file))
+    // Its standalone bundle too (built by `npm run build`), as a shipped plugin has it.
+    if (fs.existsSync(path.join(source, "dist"))) {
+      fs.cpSync(path.join(source, "dist"), path.join(dir, "dist"), { recursive: true })
+    }
     const pluginId = `bench.boot.p${i}`
     fs.writeFileSync(
       path.join(dir, "plugin.json"),
