@@ -317,6 +317,29 @@ describe("blackhole node (end to end)", () => {
     expect(failed.stderr).toContain("ServiceNotFound")
   })
 
+  it("operates plugins through the CLI: log level, sync, profile (debug mode only)", async () => {
+    const remote = ["--url", url, "--data-dir", path.join(dir, "data")]
+    const level = await cli(["plugin", "log-level", "dev.blackhole.analytics", "warn", ...remote])
+    expect(level.code, level.stderr).toBe(0)
+    expect(level.stdout).toContain("log level warn")
+    const notIntegration = await cli(["plugin", "sync", "dev.blackhole.analytics", ...remote])
+    expect(notIntegration.code).toBe(1)
+    expect(notIntegration.stdout + notIntegration.stderr).toContain("not an integration plugin")
+    const profile = await cli(["plugin", "profile", "dev.blackhole.analytics", "--seconds", "1", ...remote])
+    expect(profile.code).toBe(1)
+    expect(profile.stdout + profile.stderr).toContain("debug_mode")
+    const badSeconds = await cli([
+      "plugin",
+      "profile",
+      "dev.blackhole.analytics",
+      "--seconds",
+      "0",
+      ...remote
+    ])
+    expect(badSeconds.code).toBe(2)
+    await cli(["plugin", "log-level", "dev.blackhole.analytics", "debug", ...remote])
+  })
+
   it("reloads a subprocess plugin: a new process, running again", async () => {
     const before = (await (await fetch(`${url}/api/plugins/dev.blackhole.analytics`)).json()) as {
       pid: number

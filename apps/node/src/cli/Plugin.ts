@@ -4,6 +4,7 @@
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import type * as AdminApi from "../AdminApi.js"
 import * as AdminClient from "./AdminClient.js"
@@ -118,8 +119,89 @@ export const stop = operation("stop", "Stop a plugin and print its state.")
 /** `blackhole plugin reload <id>` */
 export const reload = operation("reload", "Restart a plugin, reloading its code, and print its state.")
 
+const level = Args.choice(
+  [
+    ["debug", "debug"],
+    ["info", "info"],
+    ["warn", "warn"],
+    ["error", "error"]
+  ] as const,
+  { name: "level" }
+).pipe(Args.withDescription("The lowest level of the plugin's own log lines that reaches the node log."))
+
+/** `blackhole plugin log-level <id> <level>` */
+export const logLevel = Command.make(
+  "log-level",
+  { ...Flags.remoteOptions, json: Flags.json, id: pluginId, level },
+  (own) =>
+    Effect.gen(function* () {
+      const flags = yield* Flags.inherit(own)
+      const target = yield* AdminClient.target(flags)
+      const result = yield* AdminClient.withClient(target, (client) =>
+        client.plugins.logLevel({ path: { id: flags.id }, payload: { level: flags.level } })
+      )
+      yield* flags.json ? Output.json(result) : Output.line(`${result.id}: log level ${result.level}`)
+    })
+).pipe(
+  Command.withDescription(
+    "Set which of a plugin's log lines reach the node log, at runtime (debug lines need the node at debug level: --dev)."
+  )
+)
+
+const seconds = Options.integer("seconds").pipe(
+  Options.withDefault(10),
+  Options.withDescription("How long to profile, 1–300 s.")
+)
+
+/** `blackhole plugin profile <id> [--seconds N]` */
+export const profile = Command.make(
+  "profile",
+  { ...Flags.remoteOptions, json: Flags.json, id: pluginId, seconds },
+  (own) =>
+    Effect.gen(function* () {
+      const flags = yield* Flags.inherit(own)
+      if (flags.seconds < 1 || flags.seconds > 300) {
+        return yield* CliError.usage(`--seconds must be between 1 and 300, got ${flags.seconds}`)
+      }
+      const target = yield* AdminClient.target(flags)
+      const result = yield* AdminClient.withClient(target, (client) =>
+        client.plugins.profile({ path: { id: flags.id }, payload: { seconds: flags.seconds } })
+      )
+      yield* flags.json
+        ? Output.json(result)
+        : Output.line(`${result.id}: CPU profile written to ${result.file}`)
+    })
+).pipe(
+  Command.withDescription(
+    "Profile a subprocess plugin's CPU for a while (debug mode): it is restarted under V8's --prof and back; the report goes to <data>/profiles/."
+  )
+)
+
+/** `blackhole plugin sync <id>` */
+export const sync = Command.make("sync", { ...Flags.remoteOptions, json: Flags.json, id: pluginId }, (own) =>
+  Effect.gen(function* () {
+    const flags = yield* Flags.inherit(own)
+    const target = yield* AdminClient.target(flags)
+    const result = yield* AdminClient.withClient(target, (client) =>
+      client.plugins.sync({ path: { id: flags.id } })
+    )
+    yield* flags.json ? Output.json(result) : Output.line(`${result.id}: synced`)
+  })
+).pipe(Command.withDescription("Run an integration plugin's sync now (e.g. retry a webhook's dead letters)."))
+
 /** `blackhole plugin …` */
 export const command = Command.make("plugin").pipe(
   Command.withDescription("Operate the running node's plugins; validate or create a plugin package."),
-  Command.withSubcommands([list, info, PluginValidate.command, reload, start, stop, PluginNew.command])
+  Command.withSubcommands([
+    list,
+    info,
+    PluginValidate.command,
+    reload,
+    start,
+    stop,
+    logLevel,
+    profile,
+    sync,
+    PluginNew.command
+  ])
 )
