@@ -139,9 +139,13 @@ export const launch = (config: NodeConfig) =>
       // Storage plugins that keep a namespace start first: other plugins may write there as they start.
       for (const id of new Set(Object.values(config.storage?.namespaces ?? {}))) {
         if (disabled.has(id)) continue
-        yield* manager.start(id).pipe(
-          Effect.catchAll((error) => Effect.logError(`storage plugin ${id} did not start: ${error.message}`))
-        )
+        yield* manager
+          .start(id)
+          .pipe(
+            Effect.catchAll((error) =>
+              Effect.logError(`storage plugin ${id} did not start: ${error.message}`)
+            )
+          )
       }
       yield* manager.startAll
       if (config.development?.hotReload === true) yield* HotReload.watch(discovery.plugins)

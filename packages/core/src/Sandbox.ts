@@ -7,7 +7,7 @@
 import { PermissionDenied } from "@blackhole/sdk/Errors"
 import * as EventPattern from "@blackhole/sdk/EventPattern"
 import { Events } from "@blackhole/sdk/Events"
-import { Hooks } from "@blackhole/sdk/Hooks"
+import { builtinAreas, Hooks, isBuiltin } from "@blackhole/sdk/Hooks"
 import { NodeInfo } from "@blackhole/sdk/NodeInfo"
 import type { ContextServices } from "@blackhole/sdk/Plugin"
 import { PluginConfig } from "@blackhole/sdk/PluginConfig"
@@ -147,6 +147,12 @@ export const make = (
     })
 
     const hooks = Hooks.of({
+      run: (name, payload) =>
+        isBuiltin(name)
+          ? Effect.dieMessage(
+              `plugin ${pluginId} tried to run ${name}: hooks of the areas ${builtinAreas.join(", ")} are run by the node itself; a plugin runs only its own custom hooks`
+            )
+          : require(`hooks:run:${name}`).pipe(Effect.zipRight(hookRegistry.run(name, payload))),
       register: (name, handler, hookOptions) =>
         require(`hooks:register:${name}`).pipe(
           Effect.zipRight(

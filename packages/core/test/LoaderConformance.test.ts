@@ -385,6 +385,27 @@ for (const loader of loaders) {
     )
 
     it.scopedLive(
+      "custom hooks: the plugin runs its own hook, a registered before hook may refuse it, built-in ones stay the node's",
+      onNode(() =>
+        Effect.gen(function* () {
+          const hooks = yield* HookRegistry
+          const { client } = yield* startPlugin(loader)
+          const seen: Array<unknown> = []
+          yield* hooks.register("conformance.before.act", "conformance-test", (payload) => {
+            seen.push(payload)
+            return (payload as { veto: boolean }).veto ? Effect.fail("not now") : Effect.void
+          })
+          yield* client.act({ veto: false })
+          const refused = yield* Effect.flip(client.act({ veto: true }))
+          assert.strictEqual(refused._tag, "HookVetoed")
+          assert.strictEqual((refused as Errors.HookVetoed).by, "conformance-test")
+          assert.strictEqual((refused as Errors.HookVetoed).hook, "conformance.before.act")
+          assert.deepStrictEqual(seen, [{ veto: false }, { veto: true }])
+        })
+      )
+    )
+
+    it.scopedLive(
       "hooks: registered under its id; its before hook vetoes the host's write; its after hook sees the bytes",
       onNode(() =>
         Effect.gen(function* () {

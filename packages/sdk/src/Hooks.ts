@@ -9,7 +9,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import type { PermissionDenied } from "./Errors.js"
+import type { HookVetoed, PermissionDenied } from "./Errors.js"
 
 /** A storage write as hooks see it. */
 export const StorageWrite = Schema.Struct({
@@ -71,7 +71,16 @@ export interface HookOptions {
 /** A hook handler for hook `Name`. */
 export type Handler<Name extends string> = (payload: PayloadOf<Name>) => Effect.Effect<void, Veto>
 
-/** Context service: hook registration (`hooks:register:<name>`). */
+/** The areas of the hooks the node itself runs; a plugin runs only hooks of its own areas. */
+export const builtinAreas: ReadonlyArray<string> = ["storage", "service", "protocol"]
+
+/** Whether a hook name is one the node runs itself (a plugin may register on it, not run it). */
+export const isBuiltin = (name: string): boolean => builtinAreas.includes(name.split(".")[0] ?? "")
+
+/**
+ * Context service: hook registration (`hooks:register:<name>`) and running a plugin's own
+ * custom hooks (`hooks:run:<name>`, any area but the node's: e.g. `bookmarks.before.add`).
+ */
 export class Hooks extends Context.Tag("@blackhole/sdk/Hooks")<
   Hooks,
   {
@@ -81,8 +90,17 @@ export class Hooks extends Context.Tag("@blackhole/sdk/Hooks")<
       handler: Handler<Name>,
       options?: HookOptions
     ) => Effect.Effect<void, PermissionDenied, Scope.Scope>
+    /**
+     * Runs custom hook `name` with a JSON payload: every plugin registered on it, in order. A
+     * `before` hook that refuses fails the run with `HookVetoed`; `after` hooks never fail it.
+     */
+    readonly run: (name: string, payload: unknown) => Effect.Effect<void, PermissionDenied | HookVetoed>
   }
 >() {}
+
+/** Runs one of this plugin's custom hooks (see `Hooks.run`). */
+export const run = (name: string, payload: unknown) =>
+  Effect.flatMap(Hooks, (hooks) => hooks.run(name, payload))
 
 /** Registers a hook for the lifetime of the current Scope. */
 export const register = <Name extends string>(name: Name, handler: Handler<Name>, options?: HookOptions) =>

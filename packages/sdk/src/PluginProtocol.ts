@@ -166,5 +166,9 @@ export class PluginToHost extends RpcGroup.make(
     },
     error: PermissionDenied
   }),
-  Rpc.make("UnregisterHook", { payload: { id: Schema.Number } })
+  Rpc.make("UnregisterHook", { payload: { id: Schema.Number } }),
+  Rpc.make("RunCustomHook", {
+    payload: { name: Schema.String, payload: Schema.Unknown },
+    error: Schema.Union(PermissionDenied, HookVetoed)
+  })
 ) {}

@@ -178,7 +178,8 @@ const makeContext = (
           )
         )
         yield* orDieOnChannel(host.RegisterHook({ id, name, ...options }))
-      })
+      }),
+    run: (name, payload) => orDieOnChannel(host.RunCustomHook({ name, payload }))
   })
   return Context.make(PluginLogger, logger).pipe(
     Context.add(PluginConfig.PluginConfig, config),

@@ -175,6 +175,36 @@ describe("PluginTest.run", () => {
   )
 })
 
+describe("custom hooks in the test kit", () => {
+  it.scoped(
+    "a plugin runs its own hook; a before hook refuses it; built-in hooks and missing grants fail",
+    () =>
+      Effect.gen(function* () {
+        const seen: Array<unknown> = []
+        yield* Hooks.register("shop.before.order", (payload) => {
+          seen.push(payload)
+          return (payload as { total: number }).total > 100 ? Hooks.veto("too expensive") : Effect.void
+        })
+        yield* Hooks.run("shop.before.order", { total: 5 })
+        const refused = yield* Effect.flip(Hooks.run("shop.before.order", { total: 500 }))
+        assert.strictEqual(refused._tag, "HookVetoed")
+        assert.strictEqual(refused._tag === "HookVetoed" ? refused.hook : "", "shop.before.order")
+        assert.include(refused.message, "too expensive")
+        assert.deepStrictEqual(seen, [{ total: 5 }, { total: 500 }])
+        const builtin = yield* Effect.exit(Hooks.run("storage.before.write", {}))
+        assert.isTrue(builtin._tag === "Failure" && builtin.cause._tag === "Die")
+        const denied = yield* Effect.flip(Hooks.run("other.before.thing", {}))
+        assert.strictEqual(denied._tag, "PermissionDenied")
+      }).pipe(
+        Effect.provide(
+          PluginTest.layer({
+            permissions: ["hooks:register:shop.before.order", "hooks:run:shop.before.order"]
+          })
+        )
+      )
+  )
+})
+
 describe("PluginTest.layer", () => {
   it.scoped("a storage write without storage:write fails with PermissionDenied", () =>
     Effect.gen(function* () {

@@ -318,7 +318,8 @@ const hostHandlers = (
         const scope = hookScopes.get(id)
         hookScopes.delete(id)
         return scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
-      })
+      }),
+    RunCustomHook: ({ name, payload }) => hooks.run(name, payload)
   })
 }
 

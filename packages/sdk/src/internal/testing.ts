@@ -11,8 +11,10 @@ import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type { InvalidConfig, MeshError } from "../Errors.js"
 import {
+  HookVetoed,
+  type InvalidConfig,
+  type MeshError,
   MethodNotFound,
   PermissionDenied,
   PluginFailure,
@@ -253,7 +255,44 @@ const make = (options: PluginTest.Options): Effect.Effect<Harness, InvalidConfig
     const ordered = (): Array<HookEntry> =>
       [...hooks].sort((a, b) => a.priority - b.priority || a.order - b.order)
 
+    // The hooks registered on `name`, run as the host runs them: only `before` hooks stop at a failure.
+    const runHooks = (name: string, payload: unknown): Effect.Effect<void, Hooks.Veto> =>
+      Effect.gen(function* () {
+        // As in the host, only `before` hooks stop at a failure; the others all run.
+        const before = name.split(".")[1] === "before"
+        let first: Hooks.Veto | undefined
+        for (const entry of ordered().filter((hook) => hook.name === name)) {
+          // Outside the timeout: a payload that does not fit the schema is the test's defect, not a veto.
+          const sent = yield* asSent(name, payload)
+          const exit = yield* Effect.suspend(() => entry.handler(sent)).pipe(
+            Effect.timeoutFail({
+              duration: Duration.millis(entry.timeoutMillis),
+              onTimeout: () => new Hooks.Veto({ reason: `hook timed out after ${entry.timeoutMillis} ms` })
+            }),
+            Effect.exit
+          )
+          if (Exit.isSuccess(exit)) continue
+          const veto = toVeto(exit.cause)
+          if (before) return yield* Effect.fail(veto)
+          first ??= veto
+        }
+        if (first !== undefined) return yield* Effect.fail(first)
+      })
+
     const hookService: Context.Tag.Service<Hooks.Hooks> = {
+      run: (name, payload) =>
+        Hooks.isBuiltin(name)
+          ? Effect.dieMessage(
+              `${name} is run by the node itself; a plugin runs only its own custom hooks (use TestRecorder.runHook to simulate the node)`
+            )
+          : require(`hooks:run:${name}`).pipe(
+              Effect.zipRight(runHooks(name, payload)),
+              Effect.mapError((error) =>
+                error._tag === "Veto"
+                  ? new HookVetoed({ hook: name, by: pluginId, reason: error.reason })
+                  : error
+              )
+            ),
       register: (name, handler, hookOptions) =>
         Effect.gen(function* () {
           yield* require(`hooks:register:${name}`)
@@ -330,28 +369,7 @@ const make = (options: PluginTest.Options): Effect.Effect<Harness, InvalidConfig
       dropped: Effect.sync(() => dropped),
       emit: (type, data, source = "test") =>
         Effect.zipRight(concrete("TestRecorder.emit", type), deliver(type, data, source)),
-      runHook: (name, payload) =>
-        Effect.gen(function* () {
-          // As in the host, only `before` hooks stop at a failure; the others all run.
-          const before = name.split(".")[1] === "before"
-          let first: Hooks.Veto | undefined
-          for (const entry of ordered().filter((hook) => hook.name === name)) {
-            // Outside the timeout: a payload that does not fit the schema is the test's defect, not a veto.
-            const sent = yield* asSent(name, payload)
-            const exit = yield* Effect.suspend(() => entry.handler(sent)).pipe(
-              Effect.timeoutFail({
-                duration: Duration.millis(entry.timeoutMillis),
-                onTimeout: () => new Hooks.Veto({ reason: `hook timed out after ${entry.timeoutMillis} ms` })
-              }),
-              Effect.exit
-            )
-            if (Exit.isSuccess(exit)) continue
-            const veto = toVeto(exit.cause)
-            if (before) return yield* Effect.fail(veto)
-            first ??= veto
-          }
-          if (first !== undefined) return yield* Effect.fail(first)
-        })
+      runHook: runHooks
     }
 
     const context = Context.make(PluginLogger, logger).pipe(
