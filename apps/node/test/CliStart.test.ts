@@ -7,26 +7,11 @@ import * as childProcess from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { assertBuilt, blackhole, cleanEnv, cleanup, freePort, main, tempDir } from "./support/cli.js"
+import { assertBuilt, blackhole, cleanEnv, cleanup, freePort, main, tempDir, waitFor } from "./support/cli.js"
 
 const scratch = tempDir("bh-cli-start-")
 beforeAll(assertBuilt)
 afterAll(() => cleanup(scratch))
-
-const waitFor = async <A>(what: string, check: () => Promise<A | undefined>, timeoutMillis = 60_000) => {
-  const deadline = Date.now() + timeoutMillis
-  let last: unknown
-  while (Date.now() < deadline) {
-    try {
-      const value = await check()
-      if (value !== undefined) return value
-    } catch (error) {
-      last = error
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  throw new Error(`timed out waiting for ${what}${last === undefined ? "" : ` (${String(last)})`}`)
-}
 
 describe("blackhole with no command", { timeout: 180_000 }, () => {
   it("starts the node from ./blackhole.yaml; status finds it; SIGINT stops it with exit 0", async () => {

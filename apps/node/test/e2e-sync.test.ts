@@ -7,40 +7,14 @@
  */
 import * as childProcess from "node:child_process"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { freePort, main, waitFor } from "./support/cli.js"
 
-const main = fileURLToPath(new URL("../dist/main.js", import.meta.url))
 const syncDir = fileURLToPath(new URL("../../../packages/plugins/sync", import.meta.url))
 const namespace = "shared"
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-
-const waitFor = async <A>(what: string, check: () => Promise<A | undefined>, timeoutMillis = 60_000) => {
-  const deadline = Date.now() + timeoutMillis
-  let last: unknown
-  while (Date.now() < deadline) {
-    try {
-      const value = await check()
-      if (value !== undefined) return value
-    } catch (error) {
-      last = error
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  throw new Error(`timed out waiting for ${what}${last === undefined ? "" : `: ${String(last)}`}`)
-}
 
 /** A node process and what the test knows of it. */
 interface Node {

@@ -10,8 +10,10 @@
  * storage copies bytes, events reach subscribers asynchronously, and the
  * config is decoded with the plugin's own schema (defaults applied).
  */
+import * as fs from "node:fs"
+import * as nodePath from "node:path"
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { InvalidConfig, PluginFailure, ServiceNameTaken } from "./Errors.js"
@@ -19,7 +21,9 @@ import type * as Hooks from "./Hooks.js"
 import * as internal from "./internal/testing.js"
 import type { NodeInfo } from "./NodeInfo.js"
 import type * as Plugin from "./Plugin.js"
+import * as PluginConfig from "./PluginConfig.js"
 import type { Annotations, LogLevel } from "./PluginLogger.js"
+import * as PluginManifest from "./PluginManifest.js"
 import type * as ServiceContract from "./ServiceContract.js"
 
 /** What the fakes recorded, plus the test's handles on the bus and the hooks (a Tag of `PluginTest.layer`). */
@@ -157,8 +161,46 @@ export const PluginTest: {
     self: Effect.Effect<A, E, R>,
     options?: { readonly maxYields?: number }
   ) => Effect.Effect<A, E, R>
+  /**
+   * Where a plugin package's committed files disagree with its code: `plugin.json` against the
+   * definition's manifest, and the `config.schema.json` it names against the config Schema. Empty when
+   * they agree; each entry says what to regenerate. Assert it is `[]` in the package's tests.
+   */
+  readonly packageDrift: (directory: string, definition: Plugin.Any) => Effect.Effect<ReadonlyArray<string>>
 } = {
   layer: internal.layer,
   run: internal.run,
-  eventually: internal.eventually
+  eventually: internal.eventually,
+  packageDrift: (directory, definition) =>
+    Effect.gen(function* () {
+      const problems: Array<string> = []
+      const file = (name: string) => nodePath.join(directory, name)
+      const fromJson = yield* Effect.either(
+        PluginManifest.decodeJson(fs.readFileSync(file("plugin.json"), "utf8"), file("plugin.json"))
+      )
+      const fromCode = yield* Effect.either(PluginManifest.decode(definition.manifest, "the definition"))
+      if (fromJson._tag === "Left") problems.push(fromJson.left.message)
+      if (fromCode._tag === "Left") problems.push(fromCode.left.message)
+      if (fromJson._tag === "Right" && fromCode._tag === "Right") {
+        const a = JSON.stringify(fromJson.right)
+        const b = JSON.stringify(fromCode.right)
+        if (a !== b)
+          problems.push(
+            `plugin.json differs from the definition's manifest:\n  plugin.json: ${a}\n  code:        ${b}`
+          )
+        const schemaFile = fromJson.right.configuration?.$schema
+        if (schemaFile !== undefined) {
+          const expected = JSON.stringify(PluginConfig.toJsonSchema(definition.config))
+          const committed = fs.existsSync(file(schemaFile))
+            ? JSON.stringify(JSON.parse(fs.readFileSync(file(schemaFile), "utf8")))
+            : undefined
+          if (committed !== expected) {
+            problems.push(
+              `${schemaFile} ${committed === undefined ? "is missing" : "is stale"}: regenerate it from the config Schema (PluginConfig.toJsonSchema; the package's \`schema\` script) and commit it`
+            )
+          }
+        }
+      }
+      return problems
+    })
 }

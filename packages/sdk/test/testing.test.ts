@@ -1,3 +1,6 @@
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as nodePath from "node:path"
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import { assert, describe, it } from "@effect/vitest"
@@ -171,6 +174,33 @@ describe("PluginTest.run", () => {
       })
       const error = yield* Effect.flip(PluginTest.run(Undeclared))
       assert.strictEqual(error._tag, "PluginFailure")
+    })
+  )
+})
+
+describe("PluginTest.packageDrift", () => {
+  it.effect("reports a plugin.json and a config.schema.json that no longer match the code", () =>
+    Effect.gen(function* () {
+      const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), "bh-drift-"))
+      try {
+        const manifest = { ...Example.manifest, configuration: { $schema: "config.schema.json" } }
+        const definition = { ...Example, manifest }
+        fs.writeFileSync(nodePath.join(dir, "plugin.json"), JSON.stringify(manifest))
+        fs.writeFileSync(
+          nodePath.join(dir, "config.schema.json"),
+          JSON.stringify(PluginConfig.toJsonSchema(Example.config))
+        )
+        assert.deepStrictEqual(yield* PluginTest.packageDrift(dir, definition), [])
+
+        fs.writeFileSync(nodePath.join(dir, "plugin.json"), JSON.stringify({ ...manifest, version: "9.9.9" }))
+        fs.writeFileSync(nodePath.join(dir, "config.schema.json"), "{}")
+        const problems = yield* PluginTest.packageDrift(dir, definition)
+        assert.strictEqual(problems.length, 2)
+        assert.include(problems[0], "plugin.json differs")
+        assert.include(problems[1], "config.schema.json is stale")
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
     })
   )
 })

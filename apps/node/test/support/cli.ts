@@ -116,3 +116,33 @@ export const freePort = (): Promise<number> =>
       server.close(() => resolve(port))
     })
   })
+
+/** Polls `check` every 100 ms until it returns a value; fails with `what` (and the last error) after the timeout. */
+export const waitFor = async <A>(
+  what: string,
+  check: () => Promise<A | undefined>,
+  timeoutMillis = 60_000
+): Promise<A> => {
+  const deadline = Date.now() + timeoutMillis
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      const value = await check()
+      if (value !== undefined) return value
+    } catch (error) {
+      last = error
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`timed out waiting for ${what}${last === undefined ? "" : `: ${String(last)}`}`)
+}
+
+/** Whether a process is alive (a zombie awaiting its reaper counts as gone). */
+export const isAlive = (pid: number): boolean => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z"
+  } catch {
+    return false
+  }
+}
