@@ -5,6 +5,7 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import Database from "better-sqlite3"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -106,44 +107,60 @@ export const make = (
           })
       })
     }
-    // The client switches the file to WAL itself; we check that it took (see below).
-    const conn = yield* connect("open", { filename })
-    const query = (sql: string, params: ReadonlyArray<unknown> = []) => conn.execute(sql, params, undefined)
+    // The writer is better-sqlite3 itself: every call below is one synchronous statement (or one
+    // synchronous transaction for a batch), so nothing can interleave with it and no lock is needed;
+    // statements are prepared once. (@effect/sql's connection, used for snapshots, would look each
+    // statement up in its prepare cache and need a lock to keep a batch's transaction exclusive.)
+    const db = yield* Effect.acquireRelease(
+      Effect.try({
+        try: () => new Database(filename),
+        catch: (cause) => new StorageError({ operation: "open", reason: describe(cause) })
+      }),
+      (db) => Effect.sync(() => db.close())
+    )
+    const sync = <A>(operation: string, f: () => A): Effect.Effect<A, StorageError> =>
+      Effect.try({ try: f, catch: (cause) => new StorageError({ operation, reason: describe(cause) }) })
 
-    yield* Effect.gen(function* () {
+    yield* sync("open", () => {
+      const mode = db.pragma("journal_mode = WAL", { simple: true })
+      if (mode !== "wal") {
+        // Without WAL, snapshots would block writers and NORMAL would not give the promised durability.
+        throw new Error(`${filename} cannot use WAL (journal_mode is ${String(mode)})`)
+      }
       // WAL + NORMAL survives any crash of the process (commits sit in the OS page cache);
       // FULL adds an fsync per commit and so survives power loss too. See SqliteOptions.synchronous.
-      yield* query(`PRAGMA synchronous = ${options.synchronous === "FULL" ? "FULL" : "NORMAL"}`)
-      const [mode] = yield* query("PRAGMA journal_mode")
-      if (mode?.journal_mode !== "wal") {
-        // Without WAL, snapshots would block writers and NORMAL would not give the promised durability.
-        return yield* new StorageError({
-          operation: "open",
-          reason: `${filename} cannot use WAL (journal_mode is ${String(mode?.journal_mode)})`
-        })
-      }
-      yield* query(CREATE_TABLE)
+      db.pragma(`synchronous = ${options.synchronous === "FULL" ? "FULL" : "NORMAL"}`)
+      db.exec(CREATE_TABLE)
       if (options.maxBytes !== undefined) {
-        const [row] = yield* query("PRAGMA page_size")
+        const pageSize = Number(db.pragma("page_size", { simple: true }))
         // A per-connection limit; past it SQLite fails the write with SQLITE_FULL, like a full disk.
-        const pages = Math.max(1, Math.floor(options.maxBytes / Number(row?.page_size)))
-        yield* query(`PRAGMA max_page_count = ${pages}`)
+        db.pragma(`max_page_count = ${Math.max(1, Math.floor(options.maxBytes / pageSize))}`)
       }
-    }).pipe(Effect.mapError((error) => (error._tag === "SqlError" ? storageError("open")(error) : error)))
-
-    // One statement is atomic by itself (better-sqlite3 is synchronous), but a batch spans several
-    // effects: without this lock another call could run inside the batch's transaction and be
-    // rolled back with it, or read its uncommitted writes.
-    const lock = yield* Effect.makeSemaphore(1)
-    const run = <A>(operation: string, effect: Effect.Effect<A, SqlError>): Effect.Effect<A, StorageError> =>
-      Effect.mapError(lock.withPermits(1)(effect), storageError(operation))
-
+    })
+    const statements = yield* sync("open", () => ({
+      upsert: db.prepare(UPSERT),
+      select: db.prepare(SELECT_VALUE),
+      remove: db.prepare(DELETE),
+      listAll: db.prepare(LIST_ALL),
+      listFrom: db.prepare(LIST_FROM),
+      listRange: db.prepare(LIST_RANGE),
+      used: db.prepare(USED_BYTES)
+    }))
+    // Binds the bytes without copying (better-sqlite3 binds Buffers as BLOBs).
+    const blob = (value: Uint8Array) => Buffer.from(value.buffer, value.byteOffset, value.byteLength)
     const write = (op: WriteOp) =>
       op._tag === "Put"
-        ? query(UPSERT, [op.namespace, op.key, op.value])
-        : query(DELETE, [op.namespace, op.key])
+        ? statements.upsert.run(op.namespace, op.key, blob(op.value))
+        : statements.remove.all(op.namespace, op.key)
+    // BEGIN IMMEDIATE … COMMIT, rolled back if any statement throws.
+    const writeAll = db.transaction((ops: ReadonlyArray<WriteOp>) => {
+      for (const op of ops) write(op)
+    })
 
-    const usedBytes = Effect.map(query(USED_BYTES), (rows): number => rows[0]?.used ?? 0)
+    const usedBytes = sync(
+      "capacity",
+      () => (statements.used.get() as { used?: number } | undefined)?.used ?? 0
+    )
     const freeBytes = Effect.tryPromise({
       try: () => fs.statfs(path.dirname(path.resolve(filename))),
       catch: (cause) => new StorageError({ operation: "capacity", reason: describe(cause) })
@@ -185,57 +202,34 @@ export const make = (
       )
 
     return {
-      store: (namespace, key, value) => run("store", Effect.asVoid(query(UPSERT, [namespace, key, value]))),
+      store: (namespace, key, value) =>
+        sync("store", () => {
+          statements.upsert.run(namespace, key, blob(value))
+        }),
       retrieve: (namespace, key) =>
-        run(
-          "retrieve",
-          Effect.map(query(SELECT_VALUE, [namespace, key]), (rows) => {
-            const row: { readonly value: Uint8Array } | undefined = rows[0]
-            return row === undefined ? Option.none() : Option.some(toBytes(row.value))
-          })
-        ),
-      delete: (namespace, key) =>
-        run(
-          "delete",
-          Effect.map(query(DELETE, [namespace, key]), (rows) => rows.length > 0)
-        ),
-      list: (namespace, prefix) => {
-        const end = prefixEnd(prefix)
-        const rows =
-          prefix === ""
-            ? query(LIST_ALL, [namespace])
-            : end === undefined
-              ? query(LIST_FROM, [namespace, prefix])
-              : query(LIST_RANGE, [namespace, prefix, end])
-        return run(
-          "list",
-          Effect.map(rows, (rows) => rows.map((row): string => row.key))
-        )
-      },
+        sync("retrieve", () => {
+          const row = statements.select.get(namespace, key) as { readonly value: Uint8Array } | undefined
+          return row === undefined ? Option.none() : Option.some(toBytes(row.value))
+        }),
+      delete: (namespace, key) => sync("delete", () => statements.remove.all(namespace, key).length > 0),
+      list: (namespace, prefix) =>
+        sync("list", () => {
+          const end = prefixEnd(prefix)
+          const rows =
+            prefix === ""
+              ? statements.listAll.all(namespace)
+              : end === undefined
+                ? statements.listFrom.all(namespace, prefix)
+                : statements.listRange.all(namespace, prefix, end)
+          return (rows as ReadonlyArray<{ readonly key: string }>).map((row) => row.key)
+        }),
       capacity: Effect.gen(function* () {
-        const used = yield* run("capacity", usedBytes)
+        const used = yield* usedBytes
         if (options.maxBytes !== undefined) return { usedBytes: used, totalBytes: options.maxBytes }
         // The disk is the limit: what is used plus what the filesystem still lets us write.
         return { usedBytes: used, totalBytes: used + (yield* freeBytes) }
       }),
-      batch: (ops) =>
-        ops.length === 0
-          ? Effect.void
-          : run(
-              "batch",
-              // Uninterruptible so an interrupted caller cannot leave the transaction open.
-              Effect.uninterruptible(
-                Effect.zipRight(
-                  query("BEGIN IMMEDIATE"),
-                  Effect.forEach(ops, write, { discard: true }).pipe(
-                    Effect.zipRight(query("COMMIT")),
-                    // SQLite rolls back by itself on some errors (SQLITE_FULL, I/O errors); ROLLBACK
-                    // then fails with "no transaction is active", which is harmless.
-                    Effect.tapError(() => Effect.ignore(query("ROLLBACK")))
-                  )
-                )
-              )
-            ),
+      batch: (ops) => (ops.length === 0 ? Effect.void : sync("batch", () => writeAll.immediate(ops))),
       snapshot
     }
   })
