@@ -9,6 +9,7 @@ import * as nodePath from "node:path"
 import type { StorageError } from "@blackhole/sdk/Errors"
 import type { Environment } from "@blackhole/sdk/NodeInfo"
 import type * as Plugin from "@blackhole/sdk/Plugin"
+import type { PluginManifest } from "@blackhole/sdk/PluginManifest"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -116,25 +117,31 @@ export const launch = (config: NodeConfig) =>
       for (const problem of discovery.problems) {
         yield* Effect.logError(`plugin in ${problem.directory} not loaded: ${problem.error.message}`)
       }
-      for (const { directory, manifest } of discovery.plugins) {
-        const loader = SubprocessLoader.make({
-          ...config.subprocess,
-          directory,
-          manifest,
-          dataDirectory: nodePath.join(dataDir, "plugin-data", manifest.id)
-        })
+      // A discovered plugin runs in its own process; hot reload registers it again this way when its
+      // manifest changed.
+      const registerDiscovered = (directory: string, manifest: PluginManifest) => {
         const restart = config.pluginRestart?.[manifest.id]
-        yield* manager
-          .registerWith(manifest, loader, {
+        return manager.registerWith(
+          manifest,
+          SubprocessLoader.make({
+            ...config.subprocess,
+            directory,
+            manifest,
+            dataDirectory: nodePath.join(dataDir, "plugin-data", manifest.id)
+          }),
+          {
             config: config.pluginConfig?.[manifest.id],
             autoStart: !disabled.has(manifest.id),
             ...(restart === undefined ? {} : { restart })
-          })
-          .pipe(
-            Effect.catchAll((error) =>
-              Effect.logError(`plugin ${manifest.id} not registered: ${error.message}`)
-            )
+          }
+        )
+      }
+      for (const { directory, manifest } of discovery.plugins) {
+        yield* registerDiscovered(directory, manifest).pipe(
+          Effect.catchAll((error) =>
+            Effect.logError(`plugin ${manifest.id} not registered: ${error.message}`)
           )
+        )
       }
       // Storage plugins that keep a namespace start first: other plugins may write there as they start.
       for (const id of new Set(Object.values(config.storage?.namespaces ?? {}))) {
@@ -148,7 +155,9 @@ export const launch = (config: NodeConfig) =>
           )
       }
       yield* manager.startAll
-      if (config.development?.hotReload === true) yield* HotReload.watch(discovery.plugins)
+      if (config.development?.hotReload === true) {
+        yield* HotReload.watch(discovery.plugins, { register: registerDiscovered })
+      }
     })
   )
 

@@ -28,6 +28,13 @@ const issuePath = (pointer: string): string =>
     .map((segment, index) => (/^\d+$/.test(segment) ? `[${segment}]` : index === 0 ? segment : `.${segment}`))
     .join("")
 
+/** Forgets the compiled schemas of the plugin in `directory` (hot reload: its file may have changed). */
+export const invalidate = (directory: string): void => {
+  for (const file of compiled.keys()) {
+    if (!path.relative(directory, file).startsWith("..")) compiled.delete(file)
+  }
+}
+
 /** Loads (once) and compiles the plugin's config schema file; absent `configuration` means nothing to check. */
 const validatorFor = (directory: string, manifest: PluginManifest) =>
   Effect.gen(function* () {

@@ -104,4 +104,41 @@ describe("discovery and hot reload", () => {
       }).pipe(Effect.provide(node))
     })
   )
+
+  it.scopedLive("a changed plugin.json registers the plugin again; an invalid one leaves it running", () =>
+    Effect.gen(function* () {
+      const { root, plugin, dataDir } = yield* workspace
+      const node = BlackholeNode.layerWith({
+        dataDir,
+        discovery: { directories: [path.join(root, "plugins")] },
+        development: { hotReload: true }
+      }).pipe(Layer.provideMerge(Layer.mergeAll(StorageBackend.layerMemory, Identity.layerMemory())))
+
+      yield* Effect.gen(function* () {
+        const manager = yield* PluginManager
+        const echo = (yield* ServiceRegistry).client(Principal.operator, Echo) as EchoClient
+        const before = yield* manager.get("com.example.echo")
+        assert.strictEqual(before.version, "1.0.0")
+        const manifestFile = path.join(plugin, "plugin.json")
+        const manifest = JSON.parse(fs.readFileSync(manifestFile, "utf8"))
+
+        // A broken manifest is reported; the running plugin stays as it is.
+        fs.writeFileSync(manifestFile, JSON.stringify({ ...manifest, version: "not a version" }))
+        yield* Effect.sleep("1 second")
+        const untouched = yield* manager.get("com.example.echo")
+        assert.strictEqual(untouched.pid, before.pid)
+        assert.strictEqual(untouched.state, "running")
+
+        fs.writeFileSync(manifestFile, JSON.stringify({ ...manifest, version: "1.1.0" }))
+        const after = yield* eventually(
+          Effect.map(manager.get("com.example.echo"), (info) =>
+            info.version === "1.1.0" && info.state === "running" ? info : undefined
+          ),
+          "the new manifest to be registered and running"
+        )
+        assert.notStrictEqual(after.pid, before.pid)
+        assert.strictEqual(yield* echo.echo({ text: "x" }), "x")
+      }).pipe(Effect.provide(node))
+    })
+  )
 })
