@@ -3,6 +3,8 @@
  * server and by the CLI's client. `/metrics`, the event stream and plugin
  * routes are served beside it as raw routes (text, SSE, pass-through).
  */
+
+import { states } from "@blackhole/core/PluginState"
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
@@ -18,16 +20,7 @@ export const LastExit = Schema.Struct({
 })
 
 /** Plugin states, everywhere (API, CLI, metrics). */
-export const PluginState = Schema.Literal(
-  "registered",
-  "starting",
-  "running",
-  "stopping",
-  "stopped",
-  "restarting",
-  "failed",
-  "quarantined"
-)
+export const PluginState = Schema.Literal(...states)
 
 /** `GET /api/plugins` item (DESIGN.md "Interfaces other code relies on"). */
 export const PluginSummary = Schema.Struct({

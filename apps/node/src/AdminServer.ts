@@ -13,7 +13,7 @@ import { Identity } from "@blackhole/core/Identity"
 import * as NodeMetricsModule from "@blackhole/core/NodeMetrics"
 import { P2P } from "@blackhole/core/P2P"
 import type { PluginInfo } from "@blackhole/core/PluginManager"
-import { PluginManager } from "@blackhole/core/PluginManager"
+import { PluginManager, pluginDataDirectory, states } from "@blackhole/core/PluginManager"
 import { PluginRoutes } from "@blackhole/core/PluginRoutes"
 import * as Principal from "@blackhole/core/Principal"
 import * as Profiling from "@blackhole/core/Profiling"
@@ -249,7 +249,7 @@ const PluginsHandlers = (options: Options) =>
               manager,
               pluginId: path.id,
               seconds: payload.seconds,
-              dataDirectory: nodePath.join(options.dataDir, "plugin-data", path.id),
+              dataDirectory: pluginDataDirectory(options.dataDir, path.id),
               profilesDir: nodePath.join(options.dataDir, "profiles")
             }).pipe(Effect.mapError((error) => new AdminApi.ApiError({ message: error.message })))
             return { id: path.id, file }
@@ -261,18 +261,7 @@ const PluginsHandlers = (options: Options) =>
 /** Gauges sampled at scrape time from the plugin manager. */
 const pluginSamples = (plugins: ReadonlyArray<PluginInfo>): ReadonlyArray<Prometheus.Sample> =>
   plugins.flatMap((plugin) => [
-    ...(
-      [
-        "registered",
-        "starting",
-        "running",
-        "stopping",
-        "stopped",
-        "restarting",
-        "failed",
-        "quarantined"
-      ] as const
-    ).map((state) => ({
+    ...states.map((state) => ({
       name: "plugin_state",
       help: "1 for the state each plugin is in, 0 for the others",
       type: "gauge" as const,
@@ -423,7 +412,7 @@ const pluginRoute = HttpLayerRouter.add(
 
 /** Whether a request needs the token: anything that changes state, calls the mesh, or streams events. */
 const needsToken = (method: string, pathname: string) =>
-  (method !== "GET" && method !== "HEAD") || pathname === "/api/events" || pathname.startsWith("/api/events?")
+  (method !== "GET" && method !== "HEAD") || pathname === "/api/events"
 
 const authMiddleware = (token: string) =>
   HttpLayerRouter.middleware(

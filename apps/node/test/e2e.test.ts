@@ -11,25 +11,9 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { freePort, isAlive, main, waitFor } from "./support/cli.js"
+import { blackhole, freePort, isAlive, main, waitFor } from "./support/cli.js"
 
 const pluginsDir = fileURLToPath(new URL("../../../packages/plugins", import.meta.url))
-
-/** Runs the CLI to completion. */
-const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    childProcess.execFile(
-      process.execPath,
-      [main, ...args],
-      { env: { ...process.env, NO_COLOR: "1", ...env }, timeout: 60_000 },
-      (error, stdout, stderr) =>
-        resolve({
-          code: error === null ? 0 : typeof error.code === "number" ? error.code : 1,
-          stdout,
-          stderr
-        })
-    )
-  })
 
 /** Parses Prometheus text exposition strictly enough to catch a broken family. */
 const parsePrometheus = (text: string) => {
@@ -264,7 +248,7 @@ describe("blackhole node (end to end)", () => {
   })
 
   it("calls the mesh through the CLI, with the token from the data dir", async () => {
-    const result = await cli([
+    const result = await blackhole([
       "call",
       "node",
       "info",
@@ -277,23 +261,38 @@ describe("blackhole node (end to end)", () => {
     ])
     expect(result.code, result.stderr).toBe(0)
     expect((JSON.parse(result.stdout) as { version: string }).version).toBe("0.1.0")
-    const failed = await cli(["call", "nope", "info", "--url", url, "--data-dir", path.join(dir, "data")])
+    const failed = await blackhole([
+      "call",
+      "nope",
+      "info",
+      "--url",
+      url,
+      "--data-dir",
+      path.join(dir, "data")
+    ])
     expect(failed.code).toBe(1)
     expect(failed.stderr).toContain("ServiceNotFound")
   })
 
   it("operates plugins through the CLI: log level, sync, profile (debug mode only)", async () => {
     const remote = ["--url", url, "--data-dir", path.join(dir, "data")]
-    const level = await cli(["plugin", "log-level", "dev.blackhole.analytics", "warn", ...remote])
+    const level = await blackhole(["plugin", "log-level", "dev.blackhole.analytics", "warn", ...remote])
     expect(level.code, level.stderr).toBe(0)
     expect(level.stdout).toContain("log level warn")
-    const notIntegration = await cli(["plugin", "sync", "dev.blackhole.analytics", ...remote])
+    const notIntegration = await blackhole(["plugin", "sync", "dev.blackhole.analytics", ...remote])
     expect(notIntegration.code).toBe(1)
     expect(notIntegration.stdout + notIntegration.stderr).toContain("not an integration plugin")
-    const profile = await cli(["plugin", "profile", "dev.blackhole.analytics", "--seconds", "1", ...remote])
+    const profile = await blackhole([
+      "plugin",
+      "profile",
+      "dev.blackhole.analytics",
+      "--seconds",
+      "1",
+      ...remote
+    ])
     expect(profile.code).toBe(1)
     expect(profile.stdout + profile.stderr).toContain("debug_mode")
-    const badSeconds = await cli([
+    const badSeconds = await blackhole([
       "plugin",
       "profile",
       "dev.blackhole.analytics",
@@ -302,7 +301,7 @@ describe("blackhole node (end to end)", () => {
       ...remote
     ])
     expect(badSeconds.code).toBe(2)
-    await cli(["plugin", "log-level", "dev.blackhole.analytics", "debug", ...remote])
+    await blackhole(["plugin", "log-level", "dev.blackhole.analytics", "debug", ...remote])
   })
 
   it("reloads a subprocess plugin: a new process, running again", async () => {
@@ -356,7 +355,7 @@ describe("blackhole start with a bad config", () => {
     try {
       const file = path.join(dir, "blackhole.yaml")
       fs.writeFileSync(file, "http:\n  port: seventy\nplugins:\n  discovery:\n    enabeld: true\n")
-      const result = await cli(["start", "--config", file, "--data-dir", path.join(dir, "data")])
+      const result = await blackhole(["start", "--config", file, "--data-dir", path.join(dir, "data")])
       expect(result.code).toBe(1)
       const text = result.stdout + result.stderr
       expect(text).toContain(file)

@@ -127,7 +127,7 @@ export const launch = (config: NodeConfig) =>
             ...config.subprocess,
             directory,
             manifest,
-            dataDirectory: nodePath.join(dataDir, "plugin-data", manifest.id)
+            dataDirectory: PluginManager.pluginDataDirectory(dataDir, manifest.id)
           }),
           {
             config: config.pluginConfig?.[manifest.id],

@@ -4,6 +4,7 @@
  * as a `plugin.<state>` event. A plugin that fails to start, or whose program
  * fails, becomes `failed`; the node keeps running.
  */
+import * as nodePath from "node:path"
 import type {
   DependencyError,
   IncompatiblePlugin,
@@ -25,23 +26,16 @@ import type { EventBus } from "./EventBus.js"
 import type { HookRegistry } from "./HookRegistry.js"
 import * as internal from "./internal/pluginManager.js"
 import type { HostHandlers, LoaderKind, PluginLoader } from "./PluginLoader.js"
+import type { PluginState } from "./PluginState.js"
 import type { ResourceLimiter } from "./ResourceLimiter.js"
 import type { ServiceRegistry } from "./ServiceRegistry.js"
 import type { Storage } from "./Storage.js"
 
-/** The lifecycle states, everywhere (API, CLI, metrics). */
-export const states = [
-  "registered",
-  "starting",
-  "running",
-  "stopping",
-  "stopped",
-  "restarting",
-  "failed",
-  "quarantined"
-] as const
-/** A lifecycle state. */
-export type PluginState = (typeof states)[number]
+export { type PluginState, states } from "./PluginState.js"
+
+/** A plugin's own writable directory under the node's data directory: `<dataDir>/plugin-data/<id>`. */
+export const pluginDataDirectory = (dataDir: string, pluginId: string): string =>
+  nodePath.join(dataDir, "plugin-data", pluginId)
 
 /** How a plugin's process last ended (subprocess plugins). */
 export interface LastExit {

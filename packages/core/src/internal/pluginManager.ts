@@ -1,5 +1,4 @@
 import * as fs from "node:fs"
-import * as nodePath from "node:path"
 import * as CoreServices from "@blackhole/sdk/CoreServices"
 import {
   DependencyError,
@@ -35,7 +34,7 @@ import type {
   RestartPolicy,
   StartError
 } from "../PluginManager.js"
-import { PluginManager } from "../PluginManager.js"
+import { PluginManager, pluginDataDirectory } from "../PluginManager.js"
 import { type Quota, ResourceLimiter } from "../ResourceLimiter.js"
 import * as Sandbox from "../Sandbox.js"
 import { ServiceRegistry } from "../ServiceRegistry.js"
@@ -104,7 +103,7 @@ export const layer = (options: Options) =>
           ? Effect.succeed(nodeInfo)
           : Effect.try({
               try: () => {
-                const dataDirectory = nodePath.join(options.dataDir!, "plugin-data", id)
+                const dataDirectory = pluginDataDirectory(options.dataDir!, id)
                 fs.mkdirSync(dataDirectory, { recursive: true, mode: 0o700 })
                 return { ...nodeInfo, dataDirectory }
               },

@@ -936,6 +936,18 @@ const pluginHandlers = (
   }
 }
 
+/** SHA-256 of files, kept while their size and mtime stay: every spawn checks a bundle's sources. */
+const hashes = new Map<string, { readonly stamp: string; readonly hash: string }>()
+const contentHash = (file: string): string => {
+  const stat = fs.statSync(file)
+  const stamp = `${stat.size}:${stat.mtimeMs}`
+  const known = hashes.get(file)
+  if (known?.stamp === stamp) return known.hash
+  const hash = crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex")
+  hashes.set(file, { stamp, hash })
+  return hash
+}
+
 /**
  * The plugin's standalone bundle, when it has one that matches its sources: scripts/bundle-plugins.mjs
  * records the content hash of every plugin and SDK file it bundled (`<bundle>.inputs.json`), and a
@@ -949,8 +961,7 @@ const standaloneEntry = (directory: string, manifest: PluginManifest.PluginManif
       readonly inputs: Readonly<Record<string, string>>
     }
     for (const [file, hash] of Object.entries(inputs)) {
-      const content = fs.readFileSync(path.resolve(directory, file))
-      if (crypto.createHash("sha256").update(content).digest("hex") !== hash) return undefined
+      if (contentHash(path.resolve(directory, file)) !== hash) return undefined
     }
     return fs.existsSync(bundle) ? bundle : undefined
   } catch {
