@@ -99,8 +99,7 @@ export const statusOfError = (tag: string): number => {
 /** An error as JSON: the encoded TaggedError, with its message (Schema.TaggedError's is a getter). */
 const errorBody = (error: unknown): Record<string, unknown> => {
   if (Predicate.isRecord(error) && typeof error._tag === "string") {
-    const encoded = { ...error } as Record<string, unknown>
-    return { ...encoded, message: (error as { message?: unknown }).message ?? String(error._tag) }
+    return { ...error, message: (error as { message?: unknown }).message ?? String(error._tag) }
   }
   return { _tag: "Defect", message: String(error) }
 }
