@@ -276,8 +276,14 @@ describe("backup", () => {
         "two scheduled snapshots"
       )
       assert.strictEqual(status.status, "ok")
-      const completed = (yield* recorder.published).filter((event) => event.type === "backup.completed")
-      assert.isAtLeast(completed.length, 2)
+      // A snapshot is listed once its file is in place; its event follows the verification.
+      const completed = yield* eventually(
+        Effect.map(recorder.published, (events) => {
+          const done = events.filter((event) => event.type === "backup.completed")
+          return done.length >= 2 ? done : undefined
+        }),
+        "two backup.completed events"
+      )
       assert.strictEqual((completed[0]!.data as { trigger: string }).trigger, "schedule")
     })
   )
