@@ -53,6 +53,8 @@ export declare namespace HookRegistry {
      * logged. With no hook registered this is a Map lookup returning a shared `Effect.void`.
      */
     readonly run: (name: string, payload: unknown) => Effect.Effect<void, HookVetoed>
+    /** Whether any hook is registered under `name` now: hot paths skip building a hook payload. */
+    readonly has: (name: string) => boolean
     /** Every registration, grouped by name, each group in run order. */
     readonly registrations: Effect.Effect<ReadonlyArray<HookRegistration>>
   }

@@ -27,28 +27,26 @@ export const pluginRestarts = Metric.counter("plugin_restarts_total", {
   incremental: true
 })
 
-/** Records one finished mesh call; label arrays are cached per (plugin, operation, status). */
-export const recordCall = (() => {
-  const labels = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
-  const serviceLabels = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
-  return (plugin: string, service: string, method: string, status: string, seconds: number): void => {
-    const key = `${plugin}\u0000${service}.${method}\u0000${status}`
-    let set = labels.get(key)
-    if (set === undefined) {
-      set = [
-        MetricLabel.make("plugin", plugin),
-        MetricLabel.make("operation", `${service}.${method}`),
-        MetricLabel.make("status", status)
-      ]
-      // Bounded: an unknown method is refused before it gets here, so keys are the contracts' methods.
-      labels.set(key, set)
+/** Records the outcome and duration of one finished mesh call to one operation. */
+export type CallRecorder = (status: string, seconds: number) => void
+
+/**
+ * The recorder of one operation (plugin, service, method), with its label sets built once: a call
+ * pays a map lookup by status and two metric updates. Keep one per operation, not per call.
+ */
+export const callRecorder = (plugin: string, service: string, method: string): CallRecorder => {
+  const operation = MetricLabel.make("operation", `${service}.${method}`)
+  const byPlugin = MetricLabel.make("plugin", plugin)
+  const byService = [MetricLabel.make("service", service)]
+  // Bounded: statuses are "ok", "interrupted", "defect" and the error tags of the contract.
+  const byStatus = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
+  return (status, seconds) => {
+    let labels = byStatus.get(status)
+    if (labels === undefined) {
+      labels = [byPlugin, operation, MetricLabel.make("status", status)]
+      byStatus.set(status, labels)
     }
-    pluginOperations.unsafeUpdate(1, set)
-    let byService = serviceLabels.get(service)
-    if (byService === undefined) {
-      byService = [MetricLabel.make("service", service)]
-      serviceLabels.set(service, byService)
-    }
+    pluginOperations.unsafeUpdate(1, labels)
     callDuration.unsafeUpdate(seconds, byService)
   }
-})()
+}

@@ -14,6 +14,7 @@ import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { LastExit } from "./PluginManager.js"
+import type { DirectDispatch } from "./ServiceRegistry.js"
 
 /** How a plugin runs. */
 export type LoaderKind = "inprocess" | "subprocess"
@@ -24,6 +25,8 @@ export interface ServedService {
   readonly dispatch: ServiceContract.Dispatch
   /** The dispatch bounds each call itself (see ServiceRegistry.RegisterOptions). */
   readonly selfTimed?: boolean
+  /** The same service as a callback dispatch, for the mesh's lean per-call path (see ServiceRegistry.RegisterOptions). */
+  readonly direct?: DirectDispatch
 }
 
 /** Every handler a plugin of any type may have returned, as the host uses them. */

@@ -15,6 +15,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import type { DirectDispatch } from "./ServiceRegistry.js"
 
 /** One plugin's quotas. */
 export interface Quota {
@@ -22,6 +23,11 @@ export interface Quota {
   readonly limits: ResourceLimits
   /** Runs a host→plugin call under the inbound concurrency limit (waits for a permit). */
   readonly inbound: <A, E, R>(call: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /**
+   * The inbound limit around a callback dispatch, counted without any Effect per call; undefined
+   * when the plugin has a concurrency limit (waiting for a permit needs the Semaphore: use `inbound`).
+   */
+  readonly inboundDirect: (dispatch: DirectDispatch) => DirectDispatch | undefined
   /** Runs a plugin→host call: rate limit first (fails fast with RateLimited), then the outbound concurrency limit. */
   readonly outbound: <A, E, R>(call: Effect.Effect<A, E, R>) => Effect.Effect<A, E | RateLimited, R>
   /** Holds `bytes` of the memory quota until the Scope closes; QuotaExceeded when it would go over. */
@@ -116,6 +122,26 @@ const makeQuota = (rateLimiter: RateLimiter.RateLimiter, principal: string, limi
       limits,
       // Always counted (draining on reload needs the count); bounded only when maxGoroutines is set.
       inbound: inboundLimited,
+      inboundDirect: (dispatch) =>
+        inboundPermits !== undefined
+          ? undefined
+          : (method, payload, done) => {
+              inbound++
+              let counted = true
+              const leave = () => {
+                if (!counted) return
+                counted = false
+                inbound--
+              }
+              const cancel = dispatch(method, payload, (exit) => {
+                leave()
+                done(exit)
+              })
+              return () => {
+                leave()
+                cancel()
+              }
+            },
       outbound: <A, E, R>(call: Effect.Effect<A, E, R>) =>
         Effect.zipRight(consume, outboundLimited(call)) as Effect.Effect<A, E | RateLimited, R>,
       reserveMemory: (bytes) =>

@@ -30,13 +30,32 @@ import * as MeshTracing from "./MeshTracing.js"
 import * as NodeMetrics from "./NodeMetrics.js"
 import * as Principal from "./Principal.js"
 
+/**
+ * A dispatch that answers through a callback instead of an Effect, for a service served in another
+ * process (the subprocess loader's Call/Reply frames). It bounds every call itself and returns a
+ * function that cancels the call (its caller was interrupted); `done` is called at most once, and
+ * never after the cancel.
+ */
+export type DirectDispatch = (
+  method: string,
+  payload: unknown,
+  done: (exit: Exit.Exit<unknown, MeshError | ServiceContract.MethodError>) => void
+) => () => void
+
 /** How a service is registered. */
 export interface RegisterOptions {
   /**
-   * The dispatch bounds every call by itself (the subprocess fast path arms one timer per call),
+   * The dispatch bounds every call by itself (the subprocess fast path has a deadline per call),
    * so the mesh does not add its own timeout on top: that costs a fiber per call.
    */
   readonly selfTimed?: boolean
+  /**
+   * The same service as a callback dispatch (implies `selfTimed`). While no `service.before.call`
+   * hook is registered and tracing is off, the mesh runs a call to it as one `Effect.async` with
+   * the permission check, metrics and dispatch inside: the per-call path without fibers or
+   * combinators of the mesh's own. Such a service never reads the caller's fiber context.
+   */
+  readonly direct?: DirectDispatch
 }
 
 /** A registered service. */
@@ -47,6 +66,7 @@ export interface Registration {
   readonly owner: string
   readonly contract: ServiceContract.Any
   readonly dispatch: ServiceContract.Dispatch
+  readonly direct: DirectDispatch | undefined
 }
 
 /** The mesh. */
@@ -87,6 +107,35 @@ export class ServiceRegistry extends Context.Tag("@blackhole/core/ServiceRegistr
   }
 >() {}
 
+/** What the mesh needs per method of a registered service, worked out once at registration. */
+interface Operation {
+  /** `service:<name>:<method>` */
+  readonly permission: string
+  /** `service:<name>:<access class>` */
+  readonly classPermission: string
+  readonly record: NodeMetrics.CallRecorder
+}
+
+/** A registration as the mesh keeps it: with its methods worked out once. */
+interface Entry extends Registration {
+  readonly operations: ReadonlyMap<string, Operation>
+}
+
+const operationsOf = (contract: ServiceContract.Any, owner: string): ReadonlyMap<string, Operation> => {
+  const operations = new Map<string, Operation>()
+  const service = contract.name
+  for (const method of contract.group.requests.keys()) {
+    const access = ServiceContract.accessOf(contract, method)
+    if (access === undefined) continue
+    operations.set(method, {
+      permission: `service:${service}:${method}`,
+      classPermission: `service:${service}:${access}`,
+      record: NodeMetrics.callRecorder(owner, service, method)
+    })
+  }
+  return operations
+}
+
 /** Options of the mesh. */
 export interface Options {
   /** Upper bound of any one call; a call that takes longer fails with PluginUnavailable. Default 30 s. */
@@ -106,7 +155,7 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
     ServiceRegistry,
     Effect.gen(function* () {
       const hooks = yield* HookRegistry
-      const services = new Map<string, Registration>()
+      const services = new Map<string, Entry>()
       const declarations = new Map<string, { readonly owner: string; readonly state: () => string }>()
       const timeout = options.callTimeoutMillis ?? 30_000
 
@@ -125,12 +174,14 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
             if (Permission.isCoreService(name) && owner !== "core") {
               return Effect.fail(new ServiceNameTaken({ service: name, owner: "core (reserved name)" }))
             }
-            const registration: Registration = {
+            const registration: Entry = {
               name,
               owner,
               contract,
               dispatch,
-              selfTimed: registerOptions?.selfTimed === true
+              selfTimed: registerOptions?.selfTimed === true || registerOptions?.direct !== undefined,
+              direct: registerOptions?.direct,
+              operations: operationsOf(contract, owner)
             }
             services.set(name, registration)
             return Effect.succeed(registration)
@@ -162,13 +213,33 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
                   })
             )
           }
-          const access = ServiceContract.accessOf(registration.contract, method)
-          if (access === undefined) return Effect.fail(new MethodNotFound({ service, method }))
-          const exact = `service:${service}:${method}`
-          if (!Principal.allows(principal, exact, `service:${service}:${access}`)) {
+          const operation = registration.operations.get(method)
+          if (operation === undefined) return Effect.fail(new MethodNotFound({ service, method }))
+          if (!Principal.allows(principal, operation.permission, operation.classPermission)) {
             return Effect.fail(
-              new PermissionDenied({ permission: exact, principal: Principal.name(principal) })
+              new PermissionDenied({ permission: operation.permission, principal: Principal.name(principal) })
             )
+          }
+          const record = operation.record
+          const direct = registration.direct
+          if (direct !== undefined && !hooks.has("service.before.call") && !MeshTracing.isEnabled()) {
+            return Effect.async<unknown, MeshError | ServiceContract.MethodError>((resume) => {
+              const started = performance.now()
+              let settled = false
+              const cancel = direct(method, payload, (exit) => {
+                settled = true
+                record(
+                  Exit.isSuccess(exit) ? "ok" : statusOf(exit.cause),
+                  (performance.now() - started) / 1000
+                )
+                resume(exit)
+              })
+              return Effect.sync(() => {
+                if (settled) return
+                cancel()
+                record("interrupted", (performance.now() - started) / 1000)
+              })
+            })
           }
           const started = performance.now()
           return hooks
@@ -196,10 +267,7 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
               }),
               Effect.onExit((exit) =>
                 Effect.sync(() =>
-                  NodeMetrics.recordCall(
-                    registration.owner,
-                    service,
-                    method,
+                  record(
                     Exit.isSuccess(exit) ? "ok" : statusOf(exit.cause),
                     (performance.now() - started) / 1000
                   )

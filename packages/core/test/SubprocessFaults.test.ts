@@ -360,6 +360,37 @@ const babble: ReadonlyArray<{ readonly name: string; readonly bytes: Buffer }> =
   { name: "a frame of an unknown kind", bytes: Buffer.concat([header(3, 9), Buffer.from("{}")]) }
 ]
 
+describe("subprocess faults: a call that does not answer", () => {
+  it.scopedLive("each call fails with PluginUnavailable at its own deadline; the plugin keeps serving", () =>
+    Effect.gen(function* () {
+      yield* startFixture("echo", { loader: { callTimeoutMillis: 600 } })
+      const echo = (yield* ServiceRegistry).client(Principal.operator, Echo)
+      const started = Date.now()
+      const timed = <A, E>(call: Effect.Effect<A, E>) =>
+        Effect.fork(Effect.map(Effect.exit(call), (exit) => ({ exit, at: Date.now() - started })))
+      const first = yield* timed(echo.sleep({ millis: 10_000 }))
+      yield* Effect.sleep(Duration.millis(300))
+      const second = yield* timed(echo.sleep({ millis: 10_000 }))
+      // A call made in between that answers in time is not disturbed by the others' deadlines.
+      yield* echo.sleep({ millis: 50 })
+
+      const firstDone = yield* Fiber.join(first)
+      const secondDone = yield* Fiber.join(second)
+      for (const done of [firstDone, secondDone]) {
+        const error = failureOf(done.exit)
+        assert.instanceOf(error, PluginUnavailable)
+        assert.include(error.message, "echo.sleep did not answer within 600 ms")
+      }
+      // Each call has its own deadline, counted from when it was made.
+      assert.isAtLeast(firstDone.at, 600)
+      assert.isAtLeast(secondDone.at, 900)
+      assert.isAtLeast(secondDone.at - firstDone.at, 200)
+      assert.isBelow(secondDone.at, 5000)
+      assert.strictEqual(yield* echo.echo({ text: "still serving" }), "still serving")
+    }).pipe(Effect.provide(NodeTest.layer()))
+  )
+})
+
 describe("subprocess faults: garbage on the channel", () => {
   it.scopedLive(
     "invalid bytes fail the plugin and it restarts; the host and other plugins are fine, memory flat",

@@ -341,19 +341,23 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
         channel.send(Framing.Kind.Reply, [id, 1, encodeCallError(new ServiceNotFound({ service }))])
         return
       }
-      const fiber = Effect.runFork(dispatch(method, payload))
-      calls.set(id, fiber)
-      fiber.addObserver((exit) => {
-        calls.delete(id)
-        if (Exit.isSuccess(exit)) {
-          reply(id, [id, 0, exit.value])
-          return
-        }
+      const answer = (exit: Exit.Exit<unknown, unknown>) => {
+        if (Exit.isSuccess(exit)) return reply(id, [id, 0, exit.value])
         const failure = Cause.failureOption(exit.cause)
         reply(
           id,
           Option.isSome(failure) ? [id, 1, encodeCallError(failure.value)] : [id, 2, Cause.pretty(exit.cause)]
         )
+      }
+      // The fiber runs at once, up to its first asynchronous step: a handler that needs none is
+      // answered here, without being tracked as a call in flight.
+      const fiber = Effect.runFork(dispatch(method, payload))
+      const done = fiber.unsafePoll()
+      if (done !== null) return answer(done)
+      calls.set(id, fiber)
+      fiber.addObserver((exit) => {
+        calls.delete(id)
+        answer(exit)
       })
     })
     channel.onFrame(Framing.Kind.Cancel, (body) => {

@@ -235,6 +235,7 @@ export const make = (options?: {
         if (slot === undefined) return Effect.void
         return slot.before ? runBefore(slot.hooks, payload, failOpen) : runAfter(slot.hooks, payload)
       },
+      has: (name) => slots.has(name),
       registrations: Effect.sync(() => {
         const all: Array<HookRegistration> = []
         for (const slot of slots.values()) for (const hook of slot.hooks) all.push(hook.registration)

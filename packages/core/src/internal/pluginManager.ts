@@ -271,11 +271,12 @@ export const layer = (options: Options) =>
                     reason: `serves "${served.contract.name}", which its manifest does not declare under "services"`
                   })
                 }
+                const direct = served.direct === undefined ? undefined : quota.inboundDirect(served.direct)
                 yield* registry.register(
                   served.contract,
                   (method, payload) => quota.inbound(served.dispatch(method, payload)),
                   manifest.id,
-                  { selfTimed: served.selfTimed === true }
+                  direct === undefined ? { selfTimed: served.selfTimed === true } : { direct }
                 )
               }
               for (const attach of options.attachments ?? []) {

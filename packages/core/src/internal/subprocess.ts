@@ -40,6 +40,7 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
@@ -54,6 +55,7 @@ import type * as PluginLoaderModule from "../PluginLoader.js"
 import type { LoadContext, LoadedPlugin, PluginLoader } from "../PluginLoader.js"
 import type { LastExit } from "../PluginManager.js"
 import * as Profiling from "../Profiling.js"
+import type { DirectDispatch } from "../ServiceRegistry.js"
 import type { SubprocessOptions } from "../SubprocessLoader.js"
 
 type PluginClient = RpcClient.RpcClient<
@@ -252,7 +254,116 @@ const shapeContract = (service: typeof PluginProtocol.ServedService.Type): Servi
   return ServiceContract.make(service.name, RpcGroupModule.make(...rpcs))
 }
 
-const decodeCallError = Schema.decodeUnknown(PluginRuntime.CallError)
+const decodeCallError = Schema.decodeUnknownEither(PluginRuntime.CallError)
+
+type CallExit = Exit.Exit<unknown, MeshError | ServiceContract.MethodError>
+
+/** A call waiting for its Reply frame. */
+interface PendingCall {
+  readonly deadline: number
+  readonly service: string
+  readonly method: string
+  readonly done: (exit: CallExit) => void
+}
+
+/**
+ * The host's side of the Call/Reply frames of one plugin: ids, the calls in flight and their
+ * deadline. Every call gets the same timeout, so the calls in flight, kept in the order they were
+ * made (a Map's), are also in deadline order: one timer, armed for the oldest, bounds them all
+ * (a timer per call costs more than the call's own bookkeeping).
+ */
+const directCalls = (channel: PluginChannel.Channel, pluginId: string, callTimeout: number) => {
+  let nextCall = 0
+  const pending = new Map<number, PendingCall>()
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const gone = () =>
+    Exit.fail(new PluginUnavailable({ pluginId, state: "stopped", reason: "the plugin process is gone" }))
+
+  const expire = () => {
+    timer = undefined
+    const now = performance.now()
+    for (const [id, call] of pending) {
+      if (call.deadline > now) {
+        timer = setTimeout(expire, call.deadline - now)
+        return
+      }
+      pending.delete(id)
+      channel.send(Framing.Kind.Cancel, [id])
+      call.done(
+        Exit.fail(
+          new PluginUnavailable({
+            pluginId,
+            state: "running",
+            reason: `${call.service}.${call.method} did not answer within ${callTimeout} ms`
+          })
+        )
+      )
+    }
+  }
+
+  channel.onFrame(Framing.Kind.Reply, (body) => {
+    const [id, outcome, value] = body as [number, 0 | 1 | 2, unknown]
+    const call = pending.get(id)
+    if (call === undefined) return
+    pending.delete(id)
+    if (outcome === 0) return call.done(Exit.succeed(value))
+    if (outcome === 2) return call.done(Exit.fail(new PluginFailure({ pluginId, reason: String(value) })))
+    const error = decodeCallError(value)
+    call.done(
+      Exit.fail(
+        Either.isRight(error)
+          ? error.right
+          : new PluginFailure({ pluginId, reason: "undecodable error from plugin" })
+      )
+    )
+  })
+  // Synchronously when the channel closes: a fiber in the plugin's Scope would already be gone by then.
+  channel.onClose(() => {
+    if (timer !== undefined) clearTimeout(timer)
+    timer = undefined
+    const failed = Array.from(pending.values())
+    pending.clear()
+    for (const call of failed) call.done(gone())
+  })
+
+  const call = (service: string, method: string, payload: unknown, done: (exit: CallExit) => void) => {
+    if (!channel.isOpen()) {
+      done(gone())
+      return noCancel
+    }
+    const id = ++nextCall
+    // No payload is sent as a shorter frame: JSON would turn `undefined` into `null`, which a
+    // plugin could then tell apart from the in-process call.
+    const sent = channel.send(
+      Framing.Kind.Call,
+      payload === undefined ? [id, service, method] : [id, service, method, payload]
+    )
+    if (sent !== "sent") {
+      done(
+        sent === "closed"
+          ? gone()
+          : Exit.fail(
+              new InvalidPayload({
+                service,
+                method,
+                issues: [
+                  new Issue({ path: "", message: "the payload is larger than the channel's frame cap" })
+                ]
+              })
+            )
+      )
+      return noCancel
+    }
+    pending.set(id, { deadline: performance.now() + callTimeout, service, method, done })
+    if (timer === undefined) timer = setTimeout(expire, callTimeout)
+    return () => {
+      if (pending.delete(id)) channel.send(Framing.Kind.Cancel, [id])
+    }
+  }
+  return { call }
+}
+
+const noCancel = () => {}
 
 const hookEncoders = new Map<string, (payload: unknown) => unknown>(
   Object.entries(Hooks.payloads).map(([name, schema]) => [
@@ -731,99 +842,23 @@ export const make = (options: SubprocessOptions): PluginLoader => {
 
       // The mesh's per-call fast path: one Call frame out, one Reply frame back, no fibers of its own.
       // Interrupting the caller sends a Cancel frame; a closed channel fails every call in flight.
-      let nextCall = 0
-      const pending = new Map<
-        number,
-        (result: Effect.Effect<unknown, MeshError | ServiceContract.MethodError>) => void
-      >()
-      const gone = () =>
-        new PluginUnavailable({ pluginId, state: "stopped", reason: "the plugin process is gone" })
-      channel.onFrame(Framing.Kind.Reply, (body) => {
-        const [id, outcome, value] = body as [number, 0 | 1 | 2, unknown]
-        const resume = pending.get(id)
-        if (resume === undefined) return
-        pending.delete(id)
-        resume(
-          outcome === 0
-            ? Effect.succeed(value)
-            : outcome === 1
-              ? Effect.flatMap(
-                  Effect.orElseSucceed(
-                    decodeCallError(value),
-                    () => new PluginFailure({ pluginId, reason: "undecodable error from plugin" })
-                  ),
-                  Effect.fail
-                )
-              : Effect.fail(new PluginFailure({ pluginId, reason: String(value) }))
-        )
-      })
-      // Synchronously when the channel closes: a fiber in the plugin's Scope would already be gone by then.
-      channel.onClose(() => {
-        for (const resume of pending.values()) resume(Effect.fail(gone()))
-        pending.clear()
-      })
-      // One timer per call bounds it (cheaper than a timeout fiber); on expiry the plugin is told to cancel.
-      const invoke = (service: string, method: string, payload: unknown) =>
-        Effect.async<unknown, MeshError | ServiceContract.MethodError>((resume) => {
-          if (!channel.isOpen()) return resume(Effect.fail(gone()))
-          const id = ++nextCall
-          const timer = setTimeout(() => {
-            if (!pending.delete(id)) return
-            channel.send(Framing.Kind.Cancel, [id])
-            resume(
-              Effect.fail(
-                new PluginUnavailable({
-                  pluginId,
-                  state: "running",
-                  reason: `${service}.${method} did not answer within ${callTimeout} ms`
-                })
-              )
-            )
-          }, callTimeout)
-          pending.set(id, (result) => {
-            clearTimeout(timer)
-            resume(result)
-          })
-          // No payload is sent as a shorter frame: JSON would turn `undefined` into `null`, which a
-          // plugin could then tell apart from the in-process call.
-          const sent = channel.send(
-            Framing.Kind.Call,
-            payload === undefined ? [id, service, method] : [id, service, method, payload]
-          )
-          if (sent !== "sent") {
-            pending.delete(id)
-            clearTimeout(timer)
-            return resume(
-              Effect.fail(
-                sent === "closed"
-                  ? gone()
-                  : new InvalidPayload({
-                      service,
-                      method,
-                      issues: [
-                        new Issue({ path: "", message: "the payload is larger than the channel's frame cap" })
-                      ]
-                    })
-              )
-            )
-          }
-          return Effect.sync(() => {
-            clearTimeout(timer)
-            if (pending.delete(id)) channel.send(Framing.Kind.Cancel, [id])
-          })
-        })
-
+      const calls = directCalls(channel, pluginId, callTimeout)
       const services = started.services.map((service) => {
         const contract = shapeContract(service)
+        const direct: DirectDispatch = (method, payload, done) =>
+          calls.call(service.name, method, payload, done)
         const dispatch: ServiceContract.Dispatch = (method, payload) =>
-          invoke(service.name, method, payload).pipe(
+          Effect.async<unknown, MeshError | ServiceContract.MethodError>((resume) => {
+            const cancel = direct(method, payload, resume)
+            return Effect.sync(cancel)
+          }).pipe(
             MeshTracing.span(`plugin ${pluginId} ${service.name}.${method}`, {
               "plugin.id": pluginId,
               "plugin.pid": pid,
               "plugin.loader": "subprocess"
             })
           )
-        return { contract, dispatch, selfTimed: true }
+        return { contract, dispatch, direct, selfTimed: true }
       })
 
       const loaded: LoadedPlugin = {

@@ -3,7 +3,9 @@ import * as RpcSchema from "@effect/rpc/RpcSchema"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as ParseResult from "effect/ParseResult"
+import * as Either from "effect/Either"
+import type * as ParseResult from "effect/ParseResult"
+import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import { InvalidPayload, Issue, MethodNotFound, PluginFailure } from "../Errors.js"
 import type * as ServiceContract from "../ServiceContract.js"
@@ -45,6 +47,24 @@ export const accessOf = (
 
 const issuesOf = fromParseError
 
+/**
+ * Runs a parser that may answer synchronously: Schema's parsers return an `Either` when every
+ * step is synchronous (nearly always), which is read here without entering the Effect runtime.
+ */
+const parseWith =
+  <E>(
+    parse: (input: unknown) => Effect.Effect<unknown, ParseResult.ParseError>,
+    onError: (error: ParseResult.ParseError) => E
+  ) =>
+  (input: unknown): Effect.Effect<unknown, E> => {
+    const result = parse(input)
+    if (Either.isEither(result)) {
+      const parsed = result as Either.Either<unknown, ParseResult.ParseError>
+      return Either.isRight(parsed) ? Effect.succeed(parsed.right) : Effect.fail(onError(parsed.left))
+    }
+    return Effect.mapError(result, onError)
+  }
+
 export const toDispatch = (
   implementation: ServiceContract.Implementation,
   serverId: string
@@ -62,39 +82,39 @@ export const toDispatch = (
   for (const [tag, rpc] of rpcsOf(implementation.contract.group)) {
     const handler = handlers[tag]
     if (handler === undefined) continue
-    const decodePayload = Schema.decodeUnknown(rpc.payloadSchema as Schema.Schema<unknown, unknown>)
-    const encodeSuccess = Schema.encode(rpc.successSchema as Schema.Schema<unknown, unknown>)
-    const encodeError = Schema.encode(rpc.errorSchema as Schema.Schema<unknown, unknown>)
     const defect = (reason: string) =>
       new PluginFailure({ pluginId: serverId, reason: `${service}.${tag}: ${reason}` })
+    const decodePayload = parseWith(
+      Schema.decodeUnknown(rpc.payloadSchema as Schema.Schema<unknown, unknown>),
+      (error) => new InvalidPayload({ service, method: tag, issues: issuesOf(error) })
+    )
+    const encodeSuccess = parseWith(
+      Schema.encode(rpc.successSchema as Schema.Schema<unknown, unknown>),
+      (error) => defect(`result does not match its schema: ${error.message}`)
+    )
+    const encodeError = parseWith(
+      Schema.encode(rpc.errorSchema as Schema.Schema<unknown, unknown>),
+      (error) => defect(`error does not match its schema: ${error.message}`)
+    )
+    const onFailure = (
+      cause: Cause.Cause<unknown>
+    ): Effect.Effect<never, ServiceContract.MethodError | InvalidPayload | PluginFailure> => {
+      const failure = Cause.failureOption(cause)
+      if (failure._tag === "Some") {
+        const error = failure.value
+        if (error instanceof InvalidPayload) return Effect.fail(error)
+        return Effect.flatMap(encodeError(error), (encoded) =>
+          Effect.fail(new MethodError({ service, method: tag, error: encoded }))
+        )
+      }
+      if (Cause.isInterruptedOnly(cause)) return Effect.interrupt
+      return Effect.fail(defect(Cause.pretty(cause)))
+    }
     methods.set(tag, (payload) =>
-      decodePayload(payload).pipe(
-        Effect.mapError((error) => new InvalidPayload({ service, method: tag, issues: issuesOf(error) })),
-        Effect.flatMap((decoded) => handler(decoded)),
-        Effect.matchCauseEffect({
-          onSuccess: (value) =>
-            Effect.mapError(encodeSuccess(value), (error) =>
-              defect(`result does not match its schema: ${error.message}`)
-            ),
-          onFailure: (
-            cause
-          ): Effect.Effect<never, ServiceContract.MethodError | InvalidPayload | PluginFailure> => {
-            const failure = Cause.failureOption(cause)
-            if (failure._tag === "Some") {
-              const error = failure.value
-              if (error instanceof InvalidPayload) return Effect.fail(error)
-              return encodeError(error).pipe(
-                Effect.mapError((e) => defect(`error does not match its schema: ${e.message}`)),
-                Effect.flatMap((encoded) =>
-                  Effect.fail(new MethodError({ service, method: tag, error: encoded }))
-                )
-              )
-            }
-            if (Cause.isInterruptedOnly(cause)) return Effect.interrupt
-            return Effect.fail(defect(Cause.pretty(cause)))
-          }
-        })
-      )
+      Effect.matchCauseEffect(Effect.flatMap(decodePayload(payload), handler), {
+        onSuccess: encodeSuccess,
+        onFailure
+      })
     )
   }
   return (method, payload) => {
@@ -111,50 +131,53 @@ export const makeClient = <C extends ServiceContract.Any>(
   const client: Record<string, (payload: unknown) => Effect.Effect<unknown, unknown>> = {}
   for (const [tag, rpc] of rpcsOf(contract.group)) {
     const payloadSchema = rpc.payloadSchema as Schema.Schema<unknown, unknown>
-    const encodePayload = Schema.encode(payloadSchema)
-    const decodeSuccess = Schema.decodeUnknown(rpc.successSchema as Schema.Schema<unknown, unknown>)
-    const decodeError = Schema.decodeUnknown(rpc.errorSchema as Schema.Schema<unknown, unknown>)
-    // Struct payloads accept constructor input (like RpcClient); build the class instance when there is one.
-    const construct = (input: unknown): unknown =>
+    const invalidPayload = (error: ParseResult.ParseError) =>
+      new InvalidPayload({ service, method: tag, issues: issuesOf(error) })
+    const encodePayload = parseWith(Schema.encodeUnknown(payloadSchema), invalidPayload)
+    const decodeSuccess = parseWith(
+      Schema.decodeUnknown(rpc.successSchema as Schema.Schema<unknown, unknown>),
+      (error) =>
+        new PluginFailure({
+          pluginId: service,
+          reason: `${tag} returned an invalid result: ${error.message}`
+        })
+    )
+    const decodeError = parseWith(
+      Schema.decodeUnknown(rpc.errorSchema as Schema.Schema<unknown, unknown>),
+      (error) =>
+        new PluginFailure({
+          pluginId: service,
+          reason: `${tag} failed with an undecodable error: ${error.message}`
+        })
+    )
+    // Struct payloads accept constructor input (like RpcClient): `make` applies constructor defaults
+    // and builds the class instance when there is one. It does not validate: encoding does.
+    const make =
       Schema.isSchema(payloadSchema) && "make" in payloadSchema && typeof payloadSchema.make === "function"
-        ? (payloadSchema.make as (i: unknown) => unknown)(input ?? {})
-        : input
+        ? (payloadSchema.make as (input: unknown, options: { disableValidation: true }) => unknown)
+        : undefined
+    const afterFailure = (error: unknown): Effect.Effect<never, unknown> =>
+      Predicate.isTagged(error, "MethodError")
+        ? Effect.flatMap(decodeError((error as MethodError).error), Effect.fail)
+        : Effect.fail(error)
+    const call = (encoded: unknown) =>
+      Effect.matchEffect(dispatch(tag, encoded), { onSuccess: decodeSuccess, onFailure: afterFailure })
     client[tag] = (input) =>
-      Effect.try({ try: () => construct(input), catch: (error) => error }).pipe(
-        Effect.flatMap(encodePayload),
-        Effect.mapError((error) =>
-          ParseResult.isParseError(error)
-            ? new InvalidPayload({ service, method: tag, issues: issuesOf(error) })
-            : new InvalidPayload({
-                service,
-                method: tag,
-                issues: [new Issue({ path: "", message: String(error) })]
-              })
-        ),
-        Effect.flatMap((encoded) => dispatch(tag, encoded)),
-        Effect.flatMap((encoded) =>
-          Effect.mapError(
-            decodeSuccess(encoded),
-            (error) =>
-              new PluginFailure({
-                pluginId: service,
-                reason: `${tag} returned an invalid result: ${error.message}`
-              })
+      Effect.suspend(() => {
+        let constructed: unknown
+        try {
+          constructed = make === undefined ? input : make(input ?? {}, { disableValidation: true })
+        } catch (error) {
+          return Effect.fail(
+            new InvalidPayload({
+              service,
+              method: tag,
+              issues: [new Issue({ path: "", message: String(error) })]
+            })
           )
-        ),
-        Effect.catchTag("MethodError", (error) =>
-          decodeError(error.error).pipe(
-            Effect.mapError(
-              (e) =>
-                new PluginFailure({
-                  pluginId: service,
-                  reason: `${tag} failed with an undecodable error: ${e.message}`
-                })
-            ),
-            Effect.flatMap(Effect.fail)
-          )
-        )
-      )
+        }
+        return Effect.flatMap(encodePayload(constructed), call)
+      })
   }
   return client as unknown as ServiceContract.Client<C>
 }
