@@ -223,10 +223,11 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
           const record = operation.record
           const direct = registration.direct
           if (direct !== undefined && !hooks.has("service.before.call") && !MeshTracing.isEnabled()) {
-            return Effect.async<unknown, MeshError | ServiceContract.MethodError>((resume) => {
-              const started = performance.now()
-              let settled = false
-              const cancel = direct(method, payload, (exit) => {
+            const started = performance.now()
+            let cancel: (() => void) | undefined
+            let settled = false
+            const call = Effect.async<unknown, MeshError | ServiceContract.MethodError>((resume) => {
+              cancel = direct(method, payload, (exit) => {
                 settled = true
                 record(
                   Exit.isSuccess(exit) ? "ok" : statusOf(exit.cause),
@@ -234,12 +235,19 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
                 )
                 resume(exit)
               })
-              return Effect.sync(() => {
-                if (settled) return
-                cancel()
-                record("interrupted", (performance.now() - started) / 1000)
-              })
             })
+            // The cancel runs in a failure handler inside a mask, not as the async's canceler: that
+            // one costs an `onInterrupt` per call, as much as the rest of the mesh's side together.
+            return Effect.uninterruptibleMask((restore) =>
+              Effect.catchAllCause(restore(call), (cause) => {
+                if (!settled) {
+                  settled = true
+                  cancel?.()
+                  record("interrupted", (performance.now() - started) / 1000)
+                }
+                return Effect.failCause(cause)
+              })
+            )
           }
           const started = performance.now()
           return hooks

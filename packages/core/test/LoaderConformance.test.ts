@@ -665,6 +665,24 @@ for (const loader of loaders) {
       )
     )
 
+    it.scopedLive(
+      "interrupting a caller interrupts the plugin's handler: its finalizer runs, the plugin keeps serving",
+      onNode(() =>
+        Effect.gen(function* () {
+          const { client } = yield* startPlugin(loader)
+          const held = yield* Effect.fork(client.hold({ key: "held/1" }))
+          // Answered after the hold request was read: the plugin is in its handler.
+          yield* Effect.yieldNow()
+          yield* client.pid()
+          assert.isNull(held.unsafePoll())
+          yield* Fiber.interrupt(held)
+          const written = yield* eventually(hostValue(namespace, "held/1"), "the handler's finalizer ran")
+          assert.strictEqual(written, "interrupted")
+          assert.strictEqual((yield* client.settings()).label, loader.name)
+        })
+      )
+    )
+
     if (loader.kind === "subprocess") {
       it.scopedLive(
         "its own process: a SIGKILL is observed, in-flight calls fail typed, it comes back with a new pid",

@@ -123,6 +123,29 @@ export const toDispatch = (
   }
 }
 
+/**
+ * How a client builds a payload from constructor input: the schema's `make` when it has constructor
+ * defaults or is a class; nothing for a plain Struct without defaults, whose `make` would only copy
+ * the input (encoding validates it either way).
+ */
+const constructorOf = (
+  schema: Schema.Schema<unknown, unknown>
+): ((input: unknown, options: { disableValidation: true }) => unknown) | undefined => {
+  if (!("make" in schema) || typeof schema.make !== "function") return undefined
+  const make = schema.make as (input: unknown, options: { disableValidation: true }) => unknown
+  if (schema.ast._tag !== "TypeLiteral" || !("fields" in schema)) return make
+  const fields = schema.fields as Schema.Struct.Fields
+  const hasDefault = Reflect.ownKeys(fields).some((key) => {
+    const field = fields[key as string]
+    if (!Schema.isPropertySignature(field)) return false
+    const ast = field.ast
+    return (
+      (ast._tag === "PropertySignatureDeclaration" ? ast.defaultValue : ast.to.defaultValue) !== undefined
+    )
+  })
+  return hasDefault ? make : undefined
+}
+
 export const makeClient = <C extends ServiceContract.Any>(
   contract: C,
   dispatch: ServiceContract.Dispatch
@@ -152,10 +175,7 @@ export const makeClient = <C extends ServiceContract.Any>(
     )
     // Struct payloads accept constructor input (like RpcClient): `make` applies constructor defaults
     // and builds the class instance when there is one. It does not validate: encoding does.
-    const make =
-      Schema.isSchema(payloadSchema) && "make" in payloadSchema && typeof payloadSchema.make === "function"
-        ? (payloadSchema.make as (input: unknown, options: { disableValidation: true }) => unknown)
-        : undefined
+    const make = constructorOf(payloadSchema)
     const afterFailure = (error: unknown): Effect.Effect<never, unknown> =>
       Predicate.isTagged(error, "MethodError")
         ? Effect.flatMap(decodeError((error as MethodError).error), Effect.fail)
