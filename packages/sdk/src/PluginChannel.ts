@@ -70,7 +70,7 @@ export interface ChannelOptions {
 }
 
 /** A burst of frames is written in slices of this many frames… */
-const flushFrames = 16
+const flushFrames = 8
 /** …or of this many bytes, whichever comes first. */
 const flushBytes = 64 * 1024
 
