@@ -2,9 +2,11 @@
  * Standalone bundles: a plugin whose plugin.json names a `bundle` (built by
  * scripts/bundle-plugins.mjs) runs that file directly instead of the SDK's
  * runtime entry, and behaves the same; a bundle whose source files changed
- * since it was built is stale and ignored.
+ * since it was built is stale and ignored, and a code cache that was not made
+ * from the bundle's script is not used.
  */
 import * as childProcess from "node:child_process"
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
@@ -50,8 +52,14 @@ describe("standalone plugin bundles", () => {
       Effect.gen(function* () {
         const { plugin } = yield* bundledEcho
         // Self-contained: the bundle imports nothing but Node's own modules.
-        const code = fs.readFileSync(path.join(plugin, "dist", "bundle.js"), "utf8")
-        assert.notMatch(code, /from\s*"(?!node:)[^"]+"/)
+        const launcher = fs.readFileSync(path.join(plugin, "dist", "bundle.js"), "utf8")
+        assert.notMatch(launcher, /from\s*"(?!node:)[^"]+"/)
+        const code = fs.readFileSync(path.join(plugin, "dist", "bundle.code.cjs"))
+        assert.notMatch(code.toString("utf8"), /require\("(?!node:)[^"]+"\)/)
+        // Its V8 code cache is marked with the hash of the script it was made from.
+        const cache = fs.readFileSync(path.join(plugin, "dist", "bundle.code.cjs.cache"))
+        assert.deepStrictEqual(cache.subarray(0, 32), crypto.createHash("sha256").update(code).digest())
+        assert.isAbove(cache.length, 1024)
         const manifest = yield* registerSubprocess(plugin)
         const manager = yield* PluginManager
         const mesh = yield* ServiceRegistry
@@ -77,6 +85,19 @@ describe("standalone plugin bundles", () => {
         const copyInfo = yield* manager.get(copied.id)
         assert.isTrue(commandLine(copyInfo.pid!).some((arg) => arg.endsWith(path.join("dist", "bundle.js"))))
         assert.strictEqual(yield* echo.echo({ text: "from the copy" }), "from the copy")
+        yield* manager.stop(copied.id)
+
+        // A code cache without the script's hash, or garbage, does not stop the plugin: it compiles from source.
+        const copyCache = path.join(copy, "dist", "bundle.code.cjs.cache")
+        fs.writeFileSync(
+          copyCache,
+          Buffer.concat([Buffer.alloc(32), fs.readFileSync(copyCache).subarray(32)])
+        )
+        yield* manager.start(copied.id)
+        assert.strictEqual(yield* echo.echo({ text: "without its cache" }), "without its cache")
+        fs.writeFileSync(copyCache, "not a cache")
+        yield* manager.restart(copied.id)
+        assert.strictEqual(yield* echo.echo({ text: "without any cache" }), "without any cache")
         yield* manager.stop(copied.id)
 
         // The plugin's code changed since the bundle was built: the bundle is stale and not used.
