@@ -125,6 +125,8 @@ const maxKind = Kind.Cancel
  */
 export class Decoder {
   private chunks: Array<Buffer> = []
+  /** Where the unread bytes of `chunks[0]` start: frames are read in place, not sliced off. */
+  private offset = 0
   private buffered = 0
   constructor(readonly maxFrameBytes: number = defaultMaxFrameBytes) {}
 
@@ -135,12 +137,26 @@ export class Decoder {
 
   /** Adds a chunk; returns the frames it completed. */
   push(chunk: Buffer): Array<Frame> {
+    const frames: Array<Frame> = []
+    this.pushEach(chunk, (kind, body) => {
+      frames.push({ kind, body })
+    })
+    return frames
+  }
+
+  /**
+   * Adds a chunk and hands each frame it completed to `onFrame`, in order, as it is decoded (the
+   * channel's path: no array or frame object per frame). Throws FrameError on the first invalid
+   * frame, after the frames before it were handed over.
+   */
+  pushEach(chunk: Buffer, onFrame: (kind: Kind, body: unknown) => void): void {
+    if (chunk.length === 0) return
     this.chunks.push(chunk)
     this.buffered += chunk.length
-    const frames: Array<Frame> = []
     while (this.buffered >= headerBytes) {
-      const head = this.peek(headerBytes)
-      const length = head.readUInt32BE(0)
+      const first = this.contiguous(headerBytes)
+      const at = this.offset
+      const length = first.readUInt32BE(at)
       if (length < 1) throw new FrameError({ reason: "undecodable", detail: "frame length 0 (no kind byte)" })
       if (length > this.maxFrameBytes) {
         throw new FrameError({
@@ -148,22 +164,24 @@ export class Decoder {
           detail: `frame length ${length} over the cap of ${this.maxFrameBytes}`
         })
       }
-      const kind = head.readUInt8(4)
+      const kind = first.readUInt8(at + 4)
       if (kind > maxKind) throw new FrameError({ reason: "unknown-kind", detail: `kind ${kind}` })
-      if (this.buffered < 4 + length) break
-      const whole = this.take(4 + length)
+      const size = 4 + length
+      if (this.buffered < size) break
+      const whole = this.contiguous(size)
+      const start = this.offset
       let body: unknown
       try {
-        body = JSON.parse(whole.toString("utf8", headerBytes))
+        body = JSON.parse(whole.toString("utf8", start + headerBytes, start + size))
       } catch (error) {
         throw new FrameError({
           reason: "undecodable",
           detail: error instanceof Error ? error.message : String(error)
         })
       }
-      frames.push({ kind: kind as Kind, body })
+      this.skip(size)
+      onFrame(kind as Kind, body)
     }
-    return frames
   }
 
   /** Fails if the stream ended in the middle of a frame. */
@@ -173,20 +191,23 @@ export class Decoder {
     }
   }
 
-  private peek(n: number): Buffer {
+  /** The first chunk, holding at least `n` unread bytes from `offset` (joining chunks if it must). */
+  private contiguous(n: number): Buffer {
     const first = this.chunks[0]!
-    if (first.length >= n) return first
-    this.chunks = [Buffer.concat(this.chunks)]
-    return this.chunks[0]!
+    if (first.length - this.offset >= n) return first
+    const joined = Buffer.concat([first.subarray(this.offset), ...this.chunks.slice(1)])
+    this.chunks = [joined]
+    this.offset = 0
+    return joined
   }
 
-  private take(n: number): Buffer {
-    const first = this.peek(n)
-    const out = first.subarray(0, n)
-    const rest = first.subarray(n)
-    if (rest.length > 0) this.chunks[0] = rest
-    else this.chunks.shift()
+  /** Consumes `n` bytes of the first chunk (which holds them). */
+  private skip(n: number): void {
+    this.offset += n
     this.buffered -= n
-    return out
+    if (this.offset === this.chunks[0]!.length) {
+      this.chunks.shift()
+      this.offset = 0
+    }
   }
 }

@@ -107,73 +107,72 @@ export const make = (
       Deferred.unsafeDone(closed, Effect.succeed(reason))
     }
 
+    // Frames are routed as they are decoded; the first invalid one closes the channel and the
+    // rest of the chunk is not looked at.
+    const onFrame = (kind: Framing.Kind, body: unknown) => {
+      if (!open) return
+      const problem = route(kind, body)
+      if (problem !== undefined) {
+        finish({
+          _tag: "Invalid",
+          error: new Framing.FrameError({ reason: "undecodable", detail: problem })
+        })
+      }
+    }
     const onData = (chunk: Buffer) => {
-      let frames: Array<Framing.Frame>
+      if (!open) return
       try {
-        frames = decoder.push(chunk)
+        decoder.pushEach(chunk, onFrame)
       } catch (error) {
         finish(
           error instanceof Framing.FrameError
             ? { _tag: "Invalid", error }
             : { _tag: "Error", message: error instanceof Error ? error.message : String(error) }
         )
-        return
-      }
-      for (const frame of frames) {
-        if (!open) return
-        const problem = route(frame)
-        if (problem !== undefined) {
-          finish({
-            _tag: "Invalid",
-            error: new Framing.FrameError({ reason: "undecodable", detail: problem })
-          })
-          return
-        }
       }
     }
 
     /** Delivers one frame; answers why it is invalid instead, if it is. */
-    const route = (frame: Framing.Frame): string | undefined => {
+    const route = (kind: Framing.Kind, body: unknown): string | undefined => {
       // Nothing but the handshake until a handshake frame has arrived.
-      if (!greeted && frame.kind !== Framing.Kind.Handshake)
-        return `kind ${frame.kind} frame before the handshake`
-      switch (frame.kind) {
+      if (!greeted && kind !== Framing.Kind.Handshake) return `kind ${kind} frame before the handshake`
+      switch (kind) {
         case Framing.Kind.Handshake:
           greeted = true
-          control.unsafeOffer(frame)
+          control.unsafeOffer({ kind, body })
           return undefined
         case Framing.Kind.ToServer: {
-          const problem = FrameShape.checkToServer(frame.body)
-          if (problem === undefined) toServer.unsafeOffer(frame.body as FromClientEncoded)
+          const problem = FrameShape.checkToServer(body)
+          if (problem === undefined) toServer.unsafeOffer(body as FromClientEncoded)
           return problem
         }
         case Framing.Kind.ToClient: {
-          const problem = FrameShape.checkToClient(frame.body)
-          if (problem === undefined) toClient.unsafeOffer(frame.body as FromServerEncoded)
+          const problem = FrameShape.checkToClient(body)
+          if (problem === undefined) toClient.unsafeOffer(body as FromServerEncoded)
           return problem
         }
         case Framing.Kind.Call:
         case Framing.Kind.Reply:
         case Framing.Kind.Cancel: {
           const valid =
-            frame.kind === Framing.Kind.Call
-              ? FrameShape.isCall(frame.body)
-              : frame.kind === Framing.Kind.Reply
-                ? FrameShape.isReply(frame.body)
-                : FrameShape.isCancel(frame.body)
-          if (!valid) return `malformed kind ${frame.kind} frame`
-          const handler = fastHandlers.get(frame.kind)
+            kind === Framing.Kind.Call
+              ? FrameShape.isCall(body)
+              : kind === Framing.Kind.Reply
+                ? FrameShape.isReply(body)
+                : FrameShape.isCancel(body)
+          if (!valid) return `malformed kind ${kind} frame`
+          const handler = fastHandlers.get(kind)
           if (handler === undefined) return undefined
           try {
-            handler(frame.body)
+            handler(body)
             return undefined
           } catch (error) {
             // A handler must never take the process down: the frame that made it throw is invalid.
-            return `kind ${frame.kind} frame rejected: ${error instanceof Error ? error.message : String(error)}`
+            return `kind ${kind} frame rejected: ${error instanceof Error ? error.message : String(error)}`
           }
         }
         default:
-          control.unsafeOffer(frame)
+          control.unsafeOffer({ kind, body })
           return undefined
       }
     }

@@ -66,6 +66,21 @@ describe("Framing", () => {
     assert.strictEqual(decoder.pending, 7)
   })
 
+  it("pushEach hands over the frames before an invalid one, in order, then fails", () => {
+    const good = Framing.encode(Framing.Kind.Reply, [1, 0, "a"])
+    const seen: Array<unknown> = []
+    const error = frameError(() =>
+      new Framing.Decoder().pushEach(Buffer.concat([good, good, header(9, 99)]), (_kind, body) => {
+        seen.push(body)
+      })
+    )
+    assert.strictEqual(error.reason, "unknown-kind")
+    assert.deepStrictEqual(seen, [
+      [1, 0, "a"],
+      [1, 0, "a"]
+    ])
+  })
+
   describe("Batch", () => {
     it("lays its frames out exactly as their single encodings, in order, and is empty after", () => {
       const sent = frames(
