@@ -11,7 +11,8 @@
 // The launcher compiles the script with the cache when the cache was made from exactly this script
 // (the hash) and V8 accepts it (same V8, same V8 flags); otherwise it compiles from source, as if
 // there were no cache. Parsing and compiling the bundle is a third of what a plugin process spends
-// before it can answer its host; the cache makes that a deserialisation.
+// before it can answer its host; the cache makes that a deserialisation. Making the cache evaluates
+// the script once, here: the plugin module's top level runs (its program does not).
 //
 //   node scripts/bundle-plugins.mjs [plugin directory or parent of plugin directories ...]
 //
