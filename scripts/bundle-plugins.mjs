@@ -22,6 +22,9 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as SubprocessLoader from "@blackhole/core/SubprocessLoader"
+import * as PluginManifest from "@blackhole/sdk/PluginManifest"
+import * as Effect from "effect/Effect"
 import * as esbuild from "esbuild"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
@@ -85,7 +88,8 @@ const targets = (
 ).flatMap(pluginDirs)
 
 const bundle = async (dir) => {
-  const manifest = JSON.parse(fs.readFileSync(path.join(dir, "plugin.json"), "utf8"))
+  const manifestText = fs.readFileSync(path.join(dir, "plugin.json"), "utf8")
+  const manifest = JSON.parse(manifestText)
   if (typeof manifest.bundle !== "string") return false
   const main = path.resolve(dir, manifest.main ?? "dist/index.js")
   if (!fs.existsSync(main)) throw new Error(`${main} is missing; build ${dir} first`)
@@ -118,8 +122,10 @@ const bundle = async (dir) => {
     logLevel: "warning"
   })
   fs.writeFileSync(outfile, launcher(path.basename(codeFile)))
-  // Made by running the launcher itself: the cache holds what evaluating the script compiled.
-  childProcess.execFileSync(process.execPath, [outfile, writeCacheFlag], {
+  // Made by running the launcher itself: the cache holds what evaluating the script compiled. V8
+  // accepts a cache only under the V8 flags it was made with: those the host will start it with.
+  const v8Flags = SubprocessLoader.v8Flags(Effect.runSync(PluginManifest.decodeJson(manifestText, dir)))
+  childProcess.execFileSync(process.execPath, [...v8Flags, outfile, writeCacheFlag], {
     stdio: ["ignore", "ignore", "pipe"]
   })
   // What the bundle was built from (the plugin's own files and the SDK's), by content: the host

@@ -58,5 +58,11 @@ export interface SubprocessOptions {
 /** How a plugin process ended. */
 export type { LastExit }
 
+/**
+ * The V8 flags the loader starts a plugin's process with (its heap cap, from `resources.maxMemory`).
+ * V8 accepts a code cache only under the flags it was made with: a bundle's cache is made with these.
+ */
+export const v8Flags: (manifest: PluginManifest) => ReadonlyArray<string> = internal.v8Flags
+
 /** A loader that runs the plugin in a supervised child process. */
 export const make: (options: SubprocessOptions) => PluginLoader = internal.make

@@ -15,6 +15,7 @@ import * as NodeTest from "../src/NodeTest.js"
 import { PluginManager } from "../src/PluginManager.js"
 import * as Principal from "../src/Principal.js"
 import { ServiceRegistry } from "../src/ServiceRegistry.js"
+import * as SubprocessLoader from "../src/SubprocessLoader.js"
 // @ts-expect-error the fixture is plain JavaScript
 import { Echo } from "./fixtures/plugins/echo/contract.mjs"
 import { registerSubprocess } from "./support.js"
@@ -35,12 +36,39 @@ const bundledEcho = Effect.acquireRelease(
     fs.cpSync(path.join(fixtures, "plugins", "echo"), plugin, { recursive: true })
     const manifestFile = path.join(plugin, "plugin.json")
     const manifest = JSON.parse(fs.readFileSync(manifestFile, "utf8"))
-    fs.writeFileSync(manifestFile, JSON.stringify({ ...manifest, bundle: "dist/bundle.js" }))
+    // A heap cap: its V8 flag must be the one the code cache is made under.
+    fs.writeFileSync(
+      manifestFile,
+      JSON.stringify({ ...manifest, bundle: "dist/bundle.js", resources: { maxMemory: "192MB" } })
+    )
     childProcess.execFileSync(process.execPath, [bundler, plugin], { stdio: "pipe" })
     return { root, plugin }
   }),
   ({ root }) => Effect.sync(() => fs.rmSync(root, { recursive: true, force: true }))
 )
+
+/** Whether a node started with `flags` accepts `<codeFile>.cache` for the script, as the launcher compiles it. */
+const cacheVerdict = (flags: ReadonlyArray<string>, codeFile: string) =>
+  childProcess
+    .execFileSync(
+      process.execPath,
+      [
+        ...flags,
+        "-e",
+        [
+          "const fs = require('node:fs'), vm = require('node:vm')",
+          "const [file] = process.argv.slice(1)",
+          "const source = fs.readFileSync(file, 'utf8')",
+          "const cachedData = fs.readFileSync(file + '.cache').subarray(32)",
+          "const wrapped = '(function (exports, require, module, __filename, __dirname) {' + source + '\\n})'",
+          "const script = new vm.Script(wrapped, { filename: file, cachedData })",
+          "process.stdout.write(script.cachedDataRejected ? 'rejected' : 'accepted')"
+        ].join("\n"),
+        codeFile
+      ],
+      { encoding: "utf8" }
+    )
+    .trim()
 
 /** The command line of a running process. */
 const commandLine = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")
@@ -61,6 +89,12 @@ describe("standalone plugin bundles", () => {
         assert.deepStrictEqual(cache.subarray(0, 32), crypto.createHash("sha256").update(code).digest())
         assert.isAbove(cache.length, 1024)
         const manifest = yield* registerSubprocess(plugin)
+        // V8 takes the cache under the flags the loader starts this plugin with, and only those.
+        const flags = SubprocessLoader.v8Flags(manifest)
+        assert.deepStrictEqual(flags, ["--max-old-space-size=144"])
+        const codeFile = path.join(plugin, "dist", "bundle.code.cjs")
+        assert.strictEqual(cacheVerdict(flags, codeFile), "accepted")
+        assert.strictEqual(cacheVerdict([], codeFile), "rejected")
         const manager = yield* PluginManager
         const mesh = yield* ServiceRegistry
         const echo = mesh.client(Principal.operator, Echo) as EchoClient

@@ -254,6 +254,18 @@ const shapeContract = (service: typeof PluginProtocol.ServedService.Type): Servi
   return ServiceContract.make(service.name, RpcGroupModule.make(...rpcs))
 }
 
+/**
+ * The V8 flags a plugin's process starts with: a heap cap a little under its RSS limit, so V8 fails
+ * with OOM before the sampler has to kill. (A bundle's code cache is only accepted under the V8
+ * flags it was made with: scripts/bundle-plugins.mjs makes it with these.)
+ */
+export const v8Flags = (manifest: PluginManifest.PluginManifest): ReadonlyArray<string> => {
+  const { maxMemoryBytes } = PluginManifest.resourceLimits(manifest)
+  return maxMemoryBytes === undefined
+    ? []
+    : [`--max-old-space-size=${Math.max(16, Math.floor((maxMemoryBytes * 0.75) / 1048576))}`]
+}
+
 const decodeCallError = Schema.decodeUnknownEither(PluginRuntime.CallError)
 
 type CallExit = Exit.Exit<unknown, MeshError | ServiceContract.MethodError>
@@ -528,11 +540,7 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       // unless its sources changed since it was built (a stale bundle must not hide newer code).
       const entry = standaloneEntry(options.directory, manifest) ?? runtimeEntry
 
-      // Heap cap a little under the RSS limit, so V8 fails with OOM before the sampler has to kill.
-      const heapFlags =
-        maxMemoryBytes === undefined
-          ? []
-          : [`--max-old-space-size=${Math.max(16, Math.floor((maxMemoryBytes * 0.75) / 1048576))}`]
+      const heapFlags = v8Flags(manifest)
       if (options.dataDirectory !== undefined)
         fs.mkdirSync(options.dataDirectory, { recursive: true, mode: 0o700 })
       const sandboxFlags =
