@@ -72,6 +72,49 @@ const caller = (granted: ReadonlyArray<string>) => Principal.plugin("com.example
 const put = { key: "a", value: 1, at: 7 }
 
 describe("ServiceRegistry", () => {
+  it.scoped("a client builds Struct payloads: all-optional fields without input, constructor defaults", () =>
+    Effect.gen(function* () {
+      const Payloads = ServiceContract.make(
+        "payloads",
+        RpcGroup.make(
+          ServiceContract.read(
+            Rpc.make("search", {
+              payload: { prefix: Schema.optional(Schema.String) },
+              success: Schema.String
+            })
+          ),
+          ServiceContract.read(
+            Rpc.make("page", {
+              payload: {
+                size: Schema.Number.pipe(
+                  Schema.propertySignature,
+                  Schema.withConstructorDefault(() => 20)
+                )
+              },
+              success: Schema.Number
+            })
+          )
+        )
+      )
+      const registry = yield* ServiceRegistry.ServiceRegistry
+      const implementation = ServiceContract.implement(Payloads, {
+        search: ({ prefix }) => Effect.succeed(prefix ?? "(none)"),
+        page: ({ size }) => Effect.succeed(size)
+      })
+      yield* registry.register(Payloads, ServiceContract.toDispatch(implementation, OWNER), OWNER)
+      const client = registry.client(Principal.operator, Payloads) as unknown as {
+        readonly search: (payload?: { readonly prefix?: string }) => Effect.Effect<string, unknown>
+        readonly page: (payload: { readonly size?: number }) => Effect.Effect<number, unknown>
+      }
+      assert.strictEqual(yield* client.search(), "(none)")
+      assert.strictEqual(yield* client.search({ prefix: "a" }), "a")
+      assert.strictEqual(yield* client.page({}), 20)
+      assert.strictEqual(yield* client.page({ size: 5 }), 5)
+      const invalid = yield* Effect.flip(client.search({ prefix: 3 as unknown as string }))
+      assert.strictEqual((invalid as { _tag: string })._tag, "InvalidPayload")
+    }).pipe(Effect.provide(TestLayer))
+  )
+
   it.scoped("typed client calls as the operator reach the handler and return decoded results", () =>
     Effect.gen(function* () {
       const { registry, state } = yield* registerKeyValue

@@ -176,6 +176,8 @@ export const makeClient = <C extends ServiceContract.Any>(
     // Struct payloads accept constructor input (like RpcClient): `make` applies constructor defaults
     // and builds the class instance when there is one. It does not validate: encoding does.
     const make = constructorOf(payloadSchema)
+    // A Struct payload called without input is called with `{}` (its fields may all be optional).
+    const isStruct = "make" in payloadSchema
     const afterFailure = (error: unknown): Effect.Effect<never, unknown> =>
       Predicate.isTagged(error, "MethodError")
         ? Effect.flatMap(decodeError((error as MethodError).error), Effect.fail)
@@ -186,7 +188,12 @@ export const makeClient = <C extends ServiceContract.Any>(
       Effect.suspend(() => {
         let constructed: unknown
         try {
-          constructed = make === undefined ? input : make(input ?? {}, { disableValidation: true })
+          constructed =
+            make !== undefined
+              ? make(input ?? {}, { disableValidation: true })
+              : isStruct
+                ? (input ?? {})
+                : input
         } catch (error) {
           return Effect.fail(
             new InvalidPayload({
