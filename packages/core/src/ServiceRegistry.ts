@@ -142,7 +142,7 @@ export interface Options {
   readonly callTimeoutMillis?: number
 }
 
-/** The mesh; needs the hook registry for `service.before.call`. */
+/** What a failed call failed with, as a metric label: its error's tag, "interrupted" or "defect". */
 const statusOf = (cause: Cause.Cause<unknown>): string => {
   const failure = Cause.failureOption(cause)
   if (failure._tag === "Some" && Predicate.hasProperty(failure.value, "_tag"))
@@ -150,6 +150,14 @@ const statusOf = (cause: Cause.Cause<unknown>): string => {
   return Cause.isInterruptedOnly(cause) ? "interrupted" : "defect"
 }
 
+/** A finished call's status label: "ok" or what it failed with. */
+const outcomeOf = (exit: Exit.Exit<unknown, unknown>): string =>
+  Exit.isSuccess(exit) ? "ok" : statusOf(exit.cause)
+
+/** Seconds since a `performance.now()` reading. */
+const secondsSince = (started: number): number => (performance.now() - started) / 1000
+
+/** The mesh; needs the hook registry for `service.before.call`. */
 export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never, HookRegistry> =>
   Layer.effect(
     ServiceRegistry,
@@ -229,10 +237,7 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
             const call = Effect.async<unknown, MeshError | ServiceContract.MethodError>((resume) => {
               cancel = direct(method, payload, (exit) => {
                 settled = true
-                record(
-                  Exit.isSuccess(exit) ? "ok" : statusOf(exit.cause),
-                  (performance.now() - started) / 1000
-                )
+                record(outcomeOf(exit), secondsSince(started))
                 resume(exit)
               })
             })
@@ -243,7 +248,7 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
                 if (!settled) {
                   settled = true
                   cancel?.()
-                  record("interrupted", (performance.now() - started) / 1000)
+                  record("interrupted", secondsSince(started))
                 }
                 return Effect.failCause(cause)
               })
@@ -273,14 +278,7 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
                 "mesh.owner": registration.owner,
                 "mesh.caller": Principal.name(principal)
               }),
-              Effect.onExit((exit) =>
-                Effect.sync(() =>
-                  record(
-                    Exit.isSuccess(exit) ? "ok" : statusOf(exit.cause),
-                    (performance.now() - started) / 1000
-                  )
-                )
-              )
+              Effect.onExit((exit) => Effect.sync(() => record(outcomeOf(exit), secondsSince(started))))
             )
         })
 

@@ -51,14 +51,23 @@ export interface Frame {
   readonly body: unknown
 }
 
+/** The JSON body of a frame (`null` for what JSON cannot say, e.g. `undefined`). */
+const bodyOf = (value: unknown): string => JSON.stringify(value) ?? "null"
+
+/** Writes one frame (header, then `length` bytes of `json`) into `out` at `at`; returns where it ends. */
+const writeFrame = (out: Buffer, at: number, kind: Kind, json: string, length: number): number => {
+  out.writeUInt32BE(length + 1, at)
+  out.writeUInt8(kind, at + 4)
+  out.write(json, at + headerBytes, length, "utf8")
+  return at + headerBytes + length
+}
+
 /** Encodes one frame; the value must be JSON-serialisable. */
 export const encode = (kind: Kind, value: unknown): Buffer => {
-  const json = JSON.stringify(value) ?? "null"
-  const bodyLength = Buffer.byteLength(json)
-  const frame = Buffer.allocUnsafe(headerBytes + bodyLength)
-  frame.writeUInt32BE(bodyLength + 1, 0)
-  frame.writeUInt8(kind, 4)
-  frame.write(json, headerBytes, "utf8")
+  const json = bodyOf(value)
+  const length = Buffer.byteLength(json)
+  const frame = Buffer.allocUnsafe(headerBytes + length)
+  writeFrame(frame, 0, kind, json, length)
   return frame
 }
 
@@ -88,7 +97,7 @@ export class Batch {
    * the frame would be over the cap: the sender refuses what the receiver would have to reject.
    */
   add(kind: Kind, value: unknown): boolean {
-    const json = JSON.stringify(value) ?? "null"
+    const json = bodyOf(value)
     const length = Buffer.byteLength(json)
     if (length + 1 > this.maxFrameBytes) return false
     this.bodies.push(json)
@@ -103,11 +112,7 @@ export class Batch {
     const out = Buffer.allocUnsafe(this.bytes)
     let at = 0
     for (let i = 0; i < this.bodies.length; i++) {
-      const length = this.lengths[i]!
-      out.writeUInt32BE(length + 1, at)
-      out.writeUInt8(this.kinds[i]!, at + 4)
-      out.write(this.bodies[i]!, at + headerBytes, length, "utf8")
-      at += headerBytes + length
+      at = writeFrame(out, at, this.kinds[i]!, this.bodies[i]!, this.lengths[i]!)
     }
     this.bodies = []
     this.kinds = []

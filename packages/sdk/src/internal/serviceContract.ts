@@ -124,16 +124,16 @@ export const toDispatch = (
 }
 
 /**
- * How a client builds a payload from constructor input: the schema's `make` when it has constructor
- * defaults or is a class; nothing for a plain Struct without defaults, whose `make` would only copy
- * the input (encoding validates it either way).
+ * How a client builds a payload from constructor input, worked out once per method: a Struct or
+ * class called without input gets `{}` (its fields may all be optional); its `make` runs only when
+ * it has constructor defaults or is a class — a plain Struct's would only copy the input (encoding
+ * validates it either way); anything else passes as it is.
  */
-const constructorOf = (
-  schema: Schema.Schema<unknown, unknown>
-): ((input: unknown, options: { disableValidation: true }) => unknown) | undefined => {
-  if (!("make" in schema) || typeof schema.make !== "function") return undefined
+const constructorOf = (schema: Schema.Schema<unknown, unknown>): ((input: unknown) => unknown) => {
+  if (!("make" in schema) || typeof schema.make !== "function") return (input) => input
   const make = schema.make as (input: unknown, options: { disableValidation: true }) => unknown
-  if (schema.ast._tag !== "TypeLiteral" || !("fields" in schema)) return make
+  const construct = (input: unknown) => make(input ?? {}, { disableValidation: true })
+  if (schema.ast._tag !== "TypeLiteral" || !("fields" in schema)) return construct
   const fields = schema.fields as Schema.Struct.Fields
   const hasDefault = Reflect.ownKeys(fields).some((key) => {
     const field = fields[key as string]
@@ -143,7 +143,7 @@ const constructorOf = (
       (ast._tag === "PropertySignatureDeclaration" ? ast.defaultValue : ast.to.defaultValue) !== undefined
     )
   })
-  return hasDefault ? make : undefined
+  return hasDefault ? construct : (input) => input ?? {}
 }
 
 export const makeClient = <C extends ServiceContract.Any>(
@@ -173,11 +173,9 @@ export const makeClient = <C extends ServiceContract.Any>(
           reason: `${tag} failed with an undecodable error: ${error.message}`
         })
     )
-    // Struct payloads accept constructor input (like RpcClient): `make` applies constructor defaults
-    // and builds the class instance when there is one. It does not validate: encoding does.
-    const make = constructorOf(payloadSchema)
-    // A Struct payload called without input is called with `{}` (its fields may all be optional).
-    const isStruct = "make" in payloadSchema
+    // Struct payloads accept constructor input (like RpcClient), and build the class instance when
+    // there is one.
+    const construct = constructorOf(payloadSchema)
     const afterFailure = (error: unknown): Effect.Effect<never, unknown> =>
       Predicate.isTagged(error, "MethodError")
         ? Effect.flatMap(decodeError((error as MethodError).error), Effect.fail)
@@ -188,12 +186,7 @@ export const makeClient = <C extends ServiceContract.Any>(
       Effect.suspend(() => {
         let constructed: unknown
         try {
-          constructed =
-            make !== undefined
-              ? make(input ?? {}, { disableValidation: true })
-              : isStruct
-                ? (input ?? {})
-                : input
+          constructed = construct(input)
         } catch (error) {
           return Effect.fail(
             new InvalidPayload({
