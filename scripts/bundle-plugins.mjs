@@ -1,18 +1,25 @@
 #!/usr/bin/env node
 // Builds the standalone bundle of every plugin whose plugin.json names a `bundle`: the plugin's
 // `main` and the SDK runtime in one tree-shaken script, run directly by the host (see
-// PluginManifest `bundle`). Three files per plugin, for `bundle: "dist/plugin.bundle.js"`:
+// PluginManifest `bundle`). Four files per plugin, for `bundle: "dist/plugin.bundle.cjs"`:
 //
-//   dist/plugin.bundle.js              the entry the host runs: a small launcher (below)
-//   dist/plugin.bundle.code.cjs        the plugin and the runtime, minified, as one CommonJS script
-//   dist/plugin.bundle.code.cjs.cache  V8's code cache of that script: SHA-256 of the script, then
-//                                      the cache V8 made after evaluating it
+//   dist/plugin.bundle.cjs              the entry the host runs: a small CommonJS launcher (below)
+//   dist/plugin.bundle.code.cjs         the plugin and the runtime, minified, as one CommonJS script
+//   dist/plugin.bundle.code.cjs.cache   V8's code cache of that script: SHA-256 of the script, then
+//                                       the cache V8 made after evaluating it
+//   dist/plugin.bundle.cjs.inputs.json  the SHA-256 of every file the bundle was built from and of
+//                                       the launcher and script: the host runs the bundle only while
+//                                       all of them match
 //
-// The launcher compiles the script with the cache when the cache was made from exactly this script
-// (the hash) and V8 accepts it (same V8, same V8 flags); otherwise it compiles from source, as if
+// The launcher compiles the script with the cache when the cache was made from this build's script
+// (the launcher carries the script's hash; the host checked the script against it before running
+// the launcher) and V8 accepts it (same V8, same V8 flags); otherwise it compiles from source, as if
 // there were no cache. Parsing and compiling the bundle is a third of what a plugin process spends
 // before it can answer its host; the cache makes that a deserialisation. Making the cache evaluates
 // the script once, here: the plugin module's top level runs (its program does not).
+//
+// The launcher is CommonJS and hashes nothing itself: an ES module entry starts Node's ES module
+// loader and hashing loads OpenSSL, ~1.3 MiB of an idle plugin's memory each.
 //
 //   node scripts/bundle-plugins.mjs [plugin directory or parent of plugin directories ...]
 //
@@ -35,42 +42,46 @@ const runtime = path.join(sdkDist, "PluginRuntime.js")
 const writeCacheFlag = "--write-code-cache"
 
 /** The entry the host runs: compiles `codeName` (with its code cache when valid) and runs the plugin. */
-const launcher = (codeName) => `// Built by scripts/bundle-plugins.mjs: runs ${codeName} with V8's code cache.
-import * as crypto from "node:crypto"
-import * as fs from "node:fs"
-import { createRequire } from "node:module"
-import * as path from "node:path"
-import { fileURLToPath } from "node:url"
-import * as vm from "node:vm"
+const launcher = (
+  codeName,
+  digest
+) => `// Built by scripts/bundle-plugins.mjs: runs ${codeName} with V8's code cache.
+"use strict"
+const fs = require("node:fs")
+const path = require("node:path")
+const vm = require("node:vm")
 
-const file = fileURLToPath(new URL(${JSON.stringify(`./${codeName}`)}, import.meta.url))
+const file = path.join(__dirname, ${JSON.stringify(codeName)})
 const cacheFile = \`\${file}.cache\`
+/** SHA-256 of the script this launcher was built with; the host checks the script against it. */
+const digest = Buffer.from(${JSON.stringify(digest.toString("hex"))}, "hex")
 
-/** Compiles the script, with the cache when it was made from exactly this source; the buffers stay here. */
+/** Compiles the script, with the cache when it was made from this build's script; the buffers stay here. */
 const compile = () => {
   const source = fs.readFileSync(file, "utf8")
-  const digest = crypto.createHash("sha256").update(source).digest()
   let cachedData
   try {
     const cache = fs.readFileSync(cacheFile)
-    // Only a cache made from exactly this script: V8 itself checks little more than its length.
+    // Only a cache made from this script: V8 itself checks little more than its length.
     if (cache.subarray(0, digest.length).equals(digest)) cachedData = cache.subarray(digest.length)
   } catch {
     // No cache: compile from source.
   }
   const wrapped = \`(function (exports, require, module, __filename, __dirname) {\${source}\\n})\`
-  return { script: new vm.Script(wrapped, { filename: file, cachedData }), digest }
+  return new vm.Script(wrapped, { filename: file, cachedData })
 }
 
-const { script, digest } = compile()
-const module = { exports: {} }
-script.runInThisContext().call(module.exports, module.exports, createRequire(file), module, file, path.dirname(file))
+const script = compile()
+const bundled = { exports: {} }
+script.runInThisContext().call(bundled.exports, bundled.exports, require, bundled, file, __dirname)
 if (process.argv[2] === ${JSON.stringify(writeCacheFlag)}) {
   fs.writeFileSync(cacheFile, Buffer.concat([digest, script.createCachedData()]))
 } else {
-  module.exports.runMain(module.exports.definition)
+  bundled.exports.runMain(bundled.exports.definition)
 }
 `
+
+const sha256 = (data) => crypto.createHash("sha256").update(data).digest()
 
 const pluginDirs = (dir) => {
   if (fs.existsSync(path.join(dir, "plugin.json"))) return [dir]
@@ -93,8 +104,14 @@ const bundle = async (dir) => {
   if (typeof manifest.bundle !== "string") return false
   const main = path.resolve(dir, manifest.main ?? "dist/index.js")
   if (!fs.existsSync(main)) throw new Error(`${main} is missing; build ${dir} first`)
+  if (!manifest.bundle.endsWith(".cjs")) {
+    throw new Error(
+      `${path.join(dir, "plugin.json")}: "bundle" is ${JSON.stringify(manifest.bundle)}; name a .cjs file ` +
+        `(e.g. "dist/plugin.bundle.cjs"): the bundle's launcher is a CommonJS script`
+    )
+  }
   const outfile = path.resolve(dir, manifest.bundle)
-  const codeFile = `${outfile.replace(/\.[cm]?js$/, "")}.code.cjs`
+  const codeFile = `${outfile.slice(0, -".cjs".length)}.code.cjs`
   const started = Date.now()
   const result = await esbuild.build({
     metafile: true,
@@ -121,7 +138,7 @@ const bundle = async (dir) => {
     legalComments: "none",
     logLevel: "warning"
   })
-  fs.writeFileSync(outfile, launcher(path.basename(codeFile)))
+  fs.writeFileSync(outfile, launcher(path.basename(codeFile), sha256(fs.readFileSync(codeFile))))
   // Made by running the launcher itself: the cache holds what evaluating the script compiled. V8
   // accepts a cache only under the V8 flags it was made with: those the host will start it with.
   const v8Flags = SubprocessLoader.v8Flags(Effect.runSync(PluginManifest.decodeJson(manifestText, dir)))
@@ -138,9 +155,13 @@ const bundle = async (dir) => {
     const inSdk = !path.relative(sdkDist, file).startsWith("..")
     if (!inPlugin && !inSdk) continue
     const key = inPlugin ? path.relative(dir, file) : file
-    inputs[key] = crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex")
+    inputs[key] = sha256(fs.readFileSync(file)).toString("hex")
   }
-  fs.writeFileSync(`${outfile}.inputs.json`, `${JSON.stringify({ inputs }, null, 1)}\n`)
+  // The launcher and the script too: the launcher trusts the host to have checked the script.
+  const outputs = {}
+  for (const file of [outfile, codeFile])
+    outputs[path.relative(dir, file)] = sha256(fs.readFileSync(file)).toString("hex")
+  fs.writeFileSync(`${outfile}.inputs.json`, `${JSON.stringify({ inputs, outputs }, null, 1)}\n`)
   const kib = (fs.statSync(codeFile).size / 1024).toFixed(0)
   console.log(`bundle-plugins: ${path.relative(root, outfile)} (${kib} KiB, ${Date.now() - started} ms)`)
   return true

@@ -39,7 +39,7 @@ const bundledEcho = Effect.acquireRelease(
     // A heap cap: its V8 flag must be the one the code cache is made under.
     fs.writeFileSync(
       manifestFile,
-      JSON.stringify({ ...manifest, bundle: "dist/bundle.js", resources: { maxMemory: "192MB" } })
+      JSON.stringify({ ...manifest, bundle: "dist/bundle.cjs", resources: { maxMemory: "192MB" } })
     )
     childProcess.execFileSync(process.execPath, [bundler, plugin], { stdio: "pipe" })
     return { root, plugin }
@@ -79,14 +79,22 @@ describe("standalone plugin bundles", () => {
     () =>
       Effect.gen(function* () {
         const { plugin } = yield* bundledEcho
-        // Self-contained: the bundle imports nothing but Node's own modules.
-        const launcher = fs.readFileSync(path.join(plugin, "dist", "bundle.js"), "utf8")
-        assert.notMatch(launcher, /from\s*"(?!node:)[^"]+"/)
+        // Self-contained: the bundle requires nothing but Node's own modules, and its launcher is
+        // CommonJS (no ES module loader in the plugin process) that loads no crypto.
+        const launcher = fs.readFileSync(path.join(plugin, "dist", "bundle.cjs"), "utf8")
+        assert.notMatch(launcher, /\bimport\b/)
+        assert.deepStrictEqual(launcher.match(/require\("[^"]+"\)/g), [
+          'require("node:fs")',
+          'require("node:path")',
+          'require("node:vm")'
+        ])
         const code = fs.readFileSync(path.join(plugin, "dist", "bundle.code.cjs"))
         assert.notMatch(code.toString("utf8"), /require\("(?!node:)[^"]+"\)/)
-        // Its V8 code cache is marked with the hash of the script it was made from.
+        // Its V8 code cache is marked with the hash of the script it was made from, which the launcher carries.
+        const digest = crypto.createHash("sha256").update(code).digest()
         const cache = fs.readFileSync(path.join(plugin, "dist", "bundle.code.cjs.cache"))
-        assert.deepStrictEqual(cache.subarray(0, 32), crypto.createHash("sha256").update(code).digest())
+        assert.deepStrictEqual(cache.subarray(0, 32), digest)
+        assert.include(launcher, digest.toString("hex"))
         assert.isAbove(cache.length, 1024)
         const manifest = yield* registerSubprocess(plugin)
         // V8 takes the cache under the flags the loader starts this plugin with, and only those.
@@ -102,7 +110,7 @@ describe("standalone plugin bundles", () => {
 
         const bundled = yield* manager.get(manifest.id)
         assert.isNotNull(bundled.pid)
-        assert.isTrue(commandLine(bundled.pid!).some((arg) => arg.endsWith(path.join("dist", "bundle.js"))))
+        assert.isTrue(commandLine(bundled.pid!).some((arg) => arg.endsWith(path.join("dist", "bundle.cjs"))))
         assert.strictEqual(yield* echo.echo({ text: "from the bundle" }), "from the bundle")
 
         // A copy (new timestamps, same content) still runs its bundle.
@@ -117,7 +125,7 @@ describe("standalone plugin bundles", () => {
         const copied = yield* registerSubprocess(copy)
         yield* manager.start(copied.id)
         const copyInfo = yield* manager.get(copied.id)
-        assert.isTrue(commandLine(copyInfo.pid!).some((arg) => arg.endsWith(path.join("dist", "bundle.js"))))
+        assert.isTrue(commandLine(copyInfo.pid!).some((arg) => arg.endsWith(path.join("dist", "bundle.cjs"))))
         assert.strictEqual(yield* echo.echo({ text: "from the copy" }), "from the copy")
         yield* manager.stop(copied.id)
 
@@ -132,16 +140,50 @@ describe("standalone plugin bundles", () => {
         fs.writeFileSync(copyCache, "not a cache")
         yield* manager.restart(copied.id)
         assert.strictEqual(yield* echo.echo({ text: "without any cache" }), "without any cache")
+
+        // The script or the launcher changed after the build (same length, as V8 would not notice):
+        // the bundle is not used, the host runs main.
+        for (const file of ["bundle.code.cjs", "bundle.cjs"]) {
+          const built = path.join(copy, "dist", file)
+          const original = fs.readFileSync(built)
+          const edited = Buffer.from(original)
+          edited[edited.length - 1] = edited[edited.length - 1] === 0x0a ? 0x20 : 0x0a
+          fs.writeFileSync(built, edited)
+          yield* manager.restart(copied.id)
+          const edit = yield* manager.get(copied.id)
+          assert.isFalse(
+            commandLine(edit.pid!).some((arg) => arg.endsWith("bundle.cjs")),
+            file
+          )
+          assert.strictEqual(yield* echo.echo({ text: `${file} edited` }), `${file} edited`)
+          fs.writeFileSync(built, original)
+        }
         yield* manager.stop(copied.id)
 
         // The plugin's code changed since the bundle was built: the bundle is stale and not used.
         fs.appendFileSync(path.join(plugin, "index.mjs"), "\n// changed after bundling\n")
         yield* manager.restart(manifest.id)
         const fallback = yield* manager.get(manifest.id)
-        assert.isFalse(commandLine(fallback.pid!).some((arg) => arg.endsWith("bundle.js")))
+        assert.isFalse(commandLine(fallback.pid!).some((arg) => arg.endsWith("bundle.cjs")))
         assert.strictEqual(yield* echo.echo({ text: "from main" }), "from main")
         assert.strictEqual(yield* echo.pid(), fallback.pid)
       }).pipe(Effect.provide(NodeTest.layer())),
+    60_000
+  )
+
+  it.scoped(
+    "the bundler refuses a bundle that is not a .cjs file, and says why",
+    () =>
+      Effect.gen(function* () {
+        const { plugin } = yield* bundledEcho
+        const manifestFile = path.join(plugin, "plugin.json")
+        const manifest = JSON.parse(fs.readFileSync(manifestFile, "utf8"))
+        fs.writeFileSync(manifestFile, JSON.stringify({ ...manifest, bundle: "dist/bundle.js" }))
+        const run = childProcess.spawnSync(process.execPath, [bundler, plugin], { encoding: "utf8" })
+        assert.strictEqual(run.status, 1)
+        assert.include(run.stderr, `"bundle" is "dist/bundle.js"; name a .cjs file`)
+        assert.isFalse(fs.existsSync(path.join(plugin, "dist", "bundle.js")))
+      }),
     60_000
   )
 })

@@ -991,22 +991,34 @@ const contentHash = (file: string): string => {
   return hash
 }
 
+/** `<bundle>.inputs.json`: file → SHA-256 (hex) of what the bundle was built from and of what the build wrote. */
+const BundleRecord = Schema.parseJson(
+  Schema.Struct({
+    inputs: Schema.Record({ key: Schema.String, value: Schema.String }),
+    outputs: Schema.Record({ key: Schema.String, value: Schema.String })
+  })
+)
+const decodeBundleRecord = Schema.decodeUnknownOption(BundleRecord)
+
 /**
  * The plugin's standalone bundle, when it has one that matches its sources: scripts/bundle-plugins.mjs
  * records the content hash of every plugin and SDK file it bundled (`<bundle>.inputs.json`), and a
  * bundle whose sources changed since (a rebuild of the plugin or the SDK) is stale and not used.
+ * The files the build wrote (the launcher and the script it compiles) must match too: the launcher
+ * takes the code cache made for the script it was built with without hashing the script itself.
  */
 const standaloneEntry = (directory: string, manifest: PluginManifest.PluginManifest): string | undefined => {
   if (manifest.bundle === undefined) return undefined
   const bundle = path.resolve(directory, manifest.bundle)
   try {
-    const { inputs } = JSON.parse(fs.readFileSync(`${bundle}.inputs.json`, "utf8")) as {
-      readonly inputs: Readonly<Record<string, string>>
-    }
-    for (const [file, hash] of Object.entries(inputs)) {
+    const record = decodeBundleRecord(fs.readFileSync(`${bundle}.inputs.json`, "utf8"))
+    if (Option.isNone(record)) return undefined
+    const { inputs, outputs } = record.value
+    if (!Object.keys(outputs).some((file) => path.resolve(directory, file) === bundle)) return undefined
+    for (const [file, hash] of [...Object.entries(inputs), ...Object.entries(outputs)]) {
       if (contentHash(path.resolve(directory, file)) !== hash) return undefined
     }
-    return fs.existsSync(bundle) ? bundle : undefined
+    return bundle
   } catch {
     return undefined
   }

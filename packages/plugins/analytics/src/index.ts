@@ -70,7 +70,7 @@ export const manifest = {
   permissions: ["events:subscribe:*", "storage:read", "storage:write", "http:serve"],
   configuration: { $schema: "config.schema.json" },
   main: "dist/index.js",
-  bundle: "dist/plugin.bundle.js",
+  bundle: "dist/plugin.bundle.cjs",
   services: ["analytics"]
 } as const
 

@@ -46,7 +46,7 @@ export const manifest = {
   description: "Scheduled, checksummed snapshots of the node's storage, with retention, verify and restore",
   license: "MIT",
   main: "dist/index.js",
-  bundle: "dist/plugin.bundle.js",
+  bundle: "dist/plugin.bundle.cjs",
   configuration: { $schema: "config.schema.json" },
   permissions: [
     "service:storage:read",

@@ -25,7 +25,7 @@ export const manifest = {
   description: "A storage backend of content-addressed files: identical values stored once, crash-safe index",
   license: "MIT",
   main: "dist/index.js",
-  bundle: "dist/plugin.bundle.js",
+  bundle: "dist/plugin.bundle.cjs",
   configuration: { $schema: "config.schema.json" },
   permissions: [],
   services: ["fs-store"]

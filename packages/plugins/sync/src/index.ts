@@ -34,7 +34,7 @@ export const manifest = {
     "Keeps a storage namespace identical on every peer: hybrid-logical-clock versions, last-writer-wins, catch-up by digests",
   license: "MIT",
   main: "dist/index.js",
-  bundle: "dist/plugin.bundle.js",
+  bundle: "dist/plugin.bundle.cjs",
   configuration: { $schema: "config.schema.json" },
   permissions: [
     "p2p:protocol:sync",

@@ -126,7 +126,7 @@ export const manifest = {
   permissions: ["events:subscribe:*", "storage:read", "storage:write", "network:connect"],
   configuration: { $schema: "config.schema.json" },
   main: "dist/index.js",
-  bundle: "dist/plugin.bundle.js",
+  bundle: "dist/plugin.bundle.cjs",
   services: ["webhook"]
 } as const
 
