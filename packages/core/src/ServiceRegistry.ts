@@ -259,7 +259,12 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
             .run("service.before.call", { service, method, principal: Principal.name(principal), payload })
             .pipe(
               Effect.zipRight(
-                Effect.locally(registration.dispatch(method, payload), Principal.current, principal)
+                // Suspended: the handler runs only once the hook let the call through.
+                Effect.locally(
+                  Effect.suspend(() => registration.dispatch(method, payload)),
+                  Principal.current,
+                  principal
+                )
               ),
               registration.selfTimed
                 ? identity

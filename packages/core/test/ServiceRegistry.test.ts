@@ -378,6 +378,30 @@ describe("ServiceRegistry", () => {
       }).pipe(Effect.provide(TestLayer))
   )
 
+  it.scoped("a vetoed call never calls the handler, not even a handler answering at once", () =>
+    Effect.gen(function* () {
+      const registry = yield* ServiceRegistry.ServiceRegistry
+      const hooks = yield* HookRegistry.HookRegistry
+      const Touch = ServiceContract.make("touch", RpcGroup.make(ServiceContract.write(Rpc.make("touch", {}))))
+      let touched = 0
+      const implementation = ServiceContract.implement(Touch, {
+        // Its work happens when the handler is called, and its effect is complete: dispatching it
+        // settles the call at once, so the mesh must not call it before the hook has let it through.
+        touch: () => {
+          touched += 1
+          return Effect.void
+        }
+      })
+      yield* registry.register(Touch, ServiceContract.toDispatch(implementation, OWNER), OWNER)
+      const client = registry.client(Principal.operator, Touch)
+      yield* client.touch()
+      assert.strictEqual(touched, 1)
+      yield* hooks.register("service.before.call", "com.example.guard", () => Hooks.veto("frozen"))
+      assert.instanceOf(yield* Effect.flip(client.touch()), Errors.HookVetoed)
+      assert.strictEqual(touched, 1)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
   it.scoped("a call that is denied never runs the service.before.call hooks", () =>
     Effect.gen(function* () {
       const { registry } = yield* registerKeyValue

@@ -349,9 +349,12 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
           Option.isSome(failure) ? [id, 1, encodeCallError(failure.value)] : [id, 2, Cause.pretty(exit.cause)]
         )
       }
-      // The fiber runs at once, up to its first asynchronous step: a handler that needs none is
-      // answered here, without being tracked as a call in flight.
-      const fiber = Effect.runFork(dispatch(method, payload))
+      // A dispatch that is already settled (a handler answering with `Effect.succeed`) needs no
+      // fiber. Otherwise the fiber runs at once, up to its first asynchronous step: a handler that
+      // needs none is answered here, without being tracked as a call in flight.
+      const effect = dispatch(method, payload)
+      if (Exit.isExit(effect)) return answer(effect)
+      const fiber = Effect.runFork(effect)
       const done = fiber.unsafePoll()
       if (done !== null) return answer(done)
       calls.set(id, fiber)

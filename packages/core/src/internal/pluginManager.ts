@@ -274,7 +274,7 @@ export const layer = (options: Options) =>
                 const direct = served.direct === undefined ? undefined : quota.inboundDirect(served.direct)
                 yield* registry.register(
                   served.contract,
-                  (method, payload) => quota.inbound(served.dispatch(method, payload)),
+                  (method, payload) => quota.inbound(Effect.suspend(() => served.dispatch(method, payload))),
                   manifest.id,
                   direct === undefined ? { selfTimed: served.selfTimed === true } : { direct }
                 )

@@ -4,6 +4,7 @@ import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import type * as ParseResult from "effect/ParseResult"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
@@ -110,12 +111,22 @@ export const toDispatch = (
       if (Cause.isInterruptedOnly(cause)) return Effect.interrupt
       return Effect.fail(defect(Cause.pretty(cause)))
     }
-    methods.set(tag, (payload) =>
-      Effect.matchCauseEffect(Effect.flatMap(decodePayload(payload), handler), {
-        onSuccess: encodeSuccess,
-        onFailure
-      })
-    )
+    const settle = { onSuccess: encodeSuccess, onFailure }
+    methods.set(tag, (payload) => {
+      const decoded = decodePayload(payload)
+      if (!Exit.isExit(decoded)) return Effect.matchCauseEffect(Effect.flatMap(decoded, handler), settle)
+      if (Exit.isFailure(decoded)) return onFailure(decoded.cause)
+      // A handler whose effect is already complete (`Effect.succeed`: an Exit) is settled here, so
+      // the whole dispatch is an Exit too and its caller needs no fiber to run it.
+      let handled: Effect.Effect<unknown, unknown>
+      try {
+        handled = handler(decoded.value)
+      } catch (error) {
+        return onFailure(Cause.die(error))
+      }
+      if (!Exit.isExit(handled)) return Effect.matchCauseEffect(handled, settle)
+      return Exit.isSuccess(handled) ? encodeSuccess(handled.value) : onFailure(handled.cause)
+    })
   }
   return (method, payload) => {
     const run = methods.get(method)
