@@ -201,98 +201,109 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
             })
         ).pipe(Effect.asVoid)
 
+      /**
+       * The call as of now: looks the service up and checks the grant when called, not when run.
+       * Only for callers that are themselves run lazily (the mesh's clients: a client method
+       * suspends, then dispatches); `call` is this, suspended.
+       */
+      const callNow = (
+        principal: Principal.Principal,
+        service: string,
+        method: string,
+        payload: unknown
+      ): Effect.Effect<unknown, MeshError | ServiceContract.MethodError> => {
+        const registration = services.get(service)
+        if (registration === undefined) {
+          const declared = declarations.get(service)
+          return Effect.fail(
+            declared === undefined
+              ? new ServiceNotFound({ service })
+              : new PluginUnavailable({
+                  pluginId: declared.owner,
+                  state: declared.state(),
+                  reason: `its service "${service}" is not serving now`
+                })
+          )
+        }
+        const operation = registration.operations.get(method)
+        if (operation === undefined) return Effect.fail(new MethodNotFound({ service, method }))
+        if (!Principal.allows(principal, operation.permission, operation.classPermission)) {
+          return Effect.fail(
+            new PermissionDenied({ permission: operation.permission, principal: Principal.name(principal) })
+          )
+        }
+        const record = operation.record
+        const direct = registration.direct
+        if (direct !== undefined && !hooks.has("service.before.call") && !MeshTracing.isEnabled()) {
+          const started = performance.now()
+          let cancel: (() => void) | undefined
+          let settled = false
+          const call = Effect.async<unknown, MeshError | ServiceContract.MethodError>((resume) => {
+            cancel = direct(method, payload, (exit) => {
+              settled = true
+              record(outcomeOf(exit), secondsSince(started))
+              resume(exit)
+            })
+          })
+          // The cancel runs in a failure handler inside a mask, not as the async's canceler: that
+          // one costs an `onInterrupt` per call, as much as the rest of the mesh's side together.
+          return Effect.uninterruptibleMask((restore) =>
+            Effect.catchAllCause(restore(call), (cause) => {
+              if (!settled) {
+                settled = true
+                cancel?.()
+                record("interrupted", secondsSince(started))
+              }
+              return Effect.failCause(cause)
+            })
+          )
+        }
+        const started = performance.now()
+        return hooks
+          .run("service.before.call", { service, method, principal: Principal.name(principal), payload })
+          .pipe(
+            Effect.zipRight(
+              // Suspended: the handler runs only once the hook let the call through.
+              Effect.locally(
+                Effect.suspend(() => registration.dispatch(method, payload)),
+                Principal.current,
+                principal
+              )
+            ),
+            registration.selfTimed
+              ? identity
+              : Effect.timeoutFail({
+                  duration: timeout,
+                  onTimeout: () =>
+                    new PluginUnavailable({
+                      pluginId: registration.owner,
+                      state: "running",
+                      reason: `${service}.${method} did not answer within ${timeout} ms`
+                    })
+                }),
+            MeshTracing.span(`mesh ${service}.${method}`, {
+              "mesh.service": service,
+              "mesh.method": method,
+              "mesh.owner": registration.owner,
+              "mesh.caller": Principal.name(principal)
+            }),
+            Effect.onExit((exit) => Effect.sync(() => record(outcomeOf(exit), secondsSince(started))))
+          )
+      }
       const call = (
         principal: Principal.Principal,
         service: string,
         method: string,
         payload: unknown
       ): Effect.Effect<unknown, MeshError | ServiceContract.MethodError> =>
-        Effect.suspend(() => {
-          const registration = services.get(service)
-          if (registration === undefined) {
-            const declared = declarations.get(service)
-            return Effect.fail(
-              declared === undefined
-                ? new ServiceNotFound({ service })
-                : new PluginUnavailable({
-                    pluginId: declared.owner,
-                    state: declared.state(),
-                    reason: `its service "${service}" is not serving now`
-                  })
-            )
-          }
-          const operation = registration.operations.get(method)
-          if (operation === undefined) return Effect.fail(new MethodNotFound({ service, method }))
-          if (!Principal.allows(principal, operation.permission, operation.classPermission)) {
-            return Effect.fail(
-              new PermissionDenied({ permission: operation.permission, principal: Principal.name(principal) })
-            )
-          }
-          const record = operation.record
-          const direct = registration.direct
-          if (direct !== undefined && !hooks.has("service.before.call") && !MeshTracing.isEnabled()) {
-            const started = performance.now()
-            let cancel: (() => void) | undefined
-            let settled = false
-            const call = Effect.async<unknown, MeshError | ServiceContract.MethodError>((resume) => {
-              cancel = direct(method, payload, (exit) => {
-                settled = true
-                record(outcomeOf(exit), secondsSince(started))
-                resume(exit)
-              })
-            })
-            // The cancel runs in a failure handler inside a mask, not as the async's canceler: that
-            // one costs an `onInterrupt` per call, as much as the rest of the mesh's side together.
-            return Effect.uninterruptibleMask((restore) =>
-              Effect.catchAllCause(restore(call), (cause) => {
-                if (!settled) {
-                  settled = true
-                  cancel?.()
-                  record("interrupted", secondsSince(started))
-                }
-                return Effect.failCause(cause)
-              })
-            )
-          }
-          const started = performance.now()
-          return hooks
-            .run("service.before.call", { service, method, principal: Principal.name(principal), payload })
-            .pipe(
-              Effect.zipRight(
-                // Suspended: the handler runs only once the hook let the call through.
-                Effect.locally(
-                  Effect.suspend(() => registration.dispatch(method, payload)),
-                  Principal.current,
-                  principal
-                )
-              ),
-              registration.selfTimed
-                ? identity
-                : Effect.timeoutFail({
-                    duration: timeout,
-                    onTimeout: () =>
-                      new PluginUnavailable({
-                        pluginId: registration.owner,
-                        state: "running",
-                        reason: `${service}.${method} did not answer within ${timeout} ms`
-                      })
-                  }),
-              MeshTracing.span(`mesh ${service}.${method}`, {
-                "mesh.service": service,
-                "mesh.method": method,
-                "mesh.owner": registration.owner,
-                "mesh.caller": Principal.name(principal)
-              }),
-              Effect.onExit((exit) => Effect.sync(() => record(outcomeOf(exit), secondsSince(started))))
-            )
-        })
+        Effect.suspend(() => callNow(principal, service, method, payload))
 
       return ServiceRegistry.of({
         register,
         call,
         client: (principal, contract) =>
           ServiceContract.makeClient(contract, (method, payload) =>
-            call(principal, contract.name, method, payload)
+            callNow(principal, contract.name, method, payload)
           ),
         lookup: (name) => Option.fromNullable(services.get(name)),
         declare: (name, owner, state) =>

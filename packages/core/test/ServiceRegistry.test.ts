@@ -378,6 +378,30 @@ describe("ServiceRegistry", () => {
       }).pipe(Effect.provide(TestLayer))
   )
 
+  it.scoped(
+    "a client's call is looked up and checked when it runs, not when it is built, and each run calls",
+    () =>
+      Effect.gen(function* () {
+        const registry = yield* ServiceRegistry.ServiceRegistry
+        const client = registry.client(Principal.operator, KeyValue)
+        // Built before the service exists: running it later reaches the service registered by then.
+        const size = client.size()
+        const scope = yield* Scope.make()
+        const kv = makeKeyValue()
+        yield* registry
+          .register(KeyValue, ServiceContract.toDispatch(kv.implementation, OWNER), OWNER)
+          .pipe(Scope.extend(scope))
+        const put = client.put({ key: "a", value: 1, at: 7 })
+        yield* put
+        kv.state.clear()
+        yield* put
+        assert.strictEqual(yield* size, 1, "the same effect run twice made two calls")
+        // And the same effect run after the service is gone fails as a call made now would.
+        yield* Scope.close(scope, Exit.void)
+        assert.instanceOf(yield* Effect.flip(size), Errors.ServiceNotFound)
+      }).pipe(Effect.provide(TestLayer))
+  )
+
   it.scoped("a vetoed call never calls the handler, not even a handler answering at once", () =>
     Effect.gen(function* () {
       const registry = yield* ServiceRegistry.ServiceRegistry

@@ -106,5 +106,9 @@ export type Dispatch = (method: string, payload: unknown) => Effect.Effect<unkno
 /** Serves an implementation as a `Dispatch` (decode payload, run handler, encode result); `serverId` is named in failures. */
 export const toDispatch: (implementation: Implementation, serverId: string) => Dispatch = internal.toDispatch
 
-/** Builds a typed client over a `Dispatch` (encode payload, call, decode result or error). */
+/**
+ * Builds a typed client over a `Dispatch` (encode payload, call, decode result or error). The client
+ * calls `dispatch` when a method's effect runs, once per run, never when the effect is built: a
+ * dispatch may do its work when called instead of in the effect it returns.
+ */
 export const makeClient: <C extends Any>(contract: C, dispatch: Dispatch) => Client<C> = internal.makeClient

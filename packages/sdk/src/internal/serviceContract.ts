@@ -207,7 +207,10 @@ export const makeClient = <C extends ServiceContract.Any>(
             })
           )
         }
-        return Effect.flatMap(encodePayload(constructed), call)
+        const encoded = encodePayload(constructed)
+        // Encoding is nearly always synchronous (an Exit): call straight on, without a flatMap.
+        if (!Exit.isExit(encoded)) return Effect.flatMap(encoded, call)
+        return Exit.isSuccess(encoded) ? call(encoded.value) : encoded
       })
   }
   return client as unknown as ServiceContract.Client<C>
