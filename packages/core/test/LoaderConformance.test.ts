@@ -291,6 +291,29 @@ for (const loader of loaders) {
     )
 
     it.scopedLive(
+      "events: a handler that awaits a context call keeps up with a burst far over the delivery buffer",
+      onNode(() =>
+        Effect.gen(function* () {
+          const bus = yield* EventBus
+          yield* startPlugin(loader)
+          // Its content.* handler awaits a storage call per event: a burst of 200 events must not
+          // leave a handler waiting for an answer queued behind the events it has yet to take.
+          const burst = 200
+          for (let i = 0; i < burst; i++) {
+            yield* bus.publish({ type: `content.burst${i}`, source: "core", data: { i } })
+          }
+          for (let i = burst - 1; i >= 0; i--) {
+            yield* eventually(
+              hostValue(namespace, `received/content.burst${i}`),
+              `content.burst${i} recorded`
+            )
+          }
+        })
+      ),
+      30_000
+    )
+
+    it.scopedLive(
       "events: what it publishes is stamped with its id; it receives content.*; a refused type is a typed error",
       onNode(() =>
         Effect.gen(function* () {
