@@ -324,6 +324,20 @@ describe("subprocess faults: the process dies", () => {
     }).pipe(Effect.provide(NodeTest.layer()))
   )
 
+  it.scopedLive(
+    "no handshake within the start timeout is reported as that, not as the kill that follows",
+    () =>
+      Effect.gen(function* () {
+        const manager = yield* PluginManager
+        // No process says hello within 1 ms of its spawn.
+        const id = yield* register("echo", { loader: { startTimeoutMillis: 1 } })
+        const error = yield* Effect.flip(manager.start(id))
+        assert.strictEqual(error._tag, "PluginFailure")
+        assert.include(error.message, "no handshake within 1 ms")
+        assert.notInclude(error.message, "exited before its handshake")
+      }).pipe(Effect.provide(NodeTest.layer()))
+  )
+
   it.scopedLive("more open sockets than maxSockets 2 is a limit kill, then a restart", () =>
     Effect.gen(function* () {
       const id = yield* startFixture("fault-sockets")

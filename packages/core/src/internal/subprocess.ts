@@ -700,13 +700,15 @@ export const make = (options: SubprocessOptions): PluginLoader => {
         helloBody.body.pluginId !== pluginId ||
         !sameSecret(helloBody.body.secret, secret)
       ) {
+        // Whether it had exited on its own is read before the kill: after it, it has (SIGKILL).
+        const timedOut = Option.isNone(hello)
         kill("crash")
         const exit = yield* Deferred.await(exited).pipe(Effect.timeoutOption(Duration.millis(stopGrace)))
         return yield* new PluginFailure({
           pluginId,
           reason:
             helloBody === undefined
-              ? Option.isSome(exit)
+              ? !timedOut && Option.isSome(exit)
                 ? `the plugin process exited before its handshake (${exit.value.code ?? exit.value.signal})`
                 : `no handshake within ${startTimeout} ms`
               : "the plugin process sent an invalid handshake"
