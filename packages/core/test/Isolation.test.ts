@@ -118,4 +118,41 @@ describe("plugin process isolation", () => {
         assert.strictEqual(uid, "65534")
       })
   )
+
+  // npm link and pnpm lay packages out as symlinks; Node's resolver follows them to their real
+  // paths, which the permission sandbox must allow too.
+  it.scopedLive("a plugin whose node_modules is a symlink loads and runs under the permission sandbox", () =>
+    Effect.gen(function* () {
+      const root = yield* Effect.acquireRelease(
+        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "bh-linked-"))),
+        (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+      )
+      // Outside the repository: no node_modules above it but the link.
+      const plugin = path.join(root, "reader")
+      fs.cpSync(directory, plugin, { recursive: true })
+      fs.symlinkSync(
+        path.join(import.meta.dirname, "..", "..", "..", "node_modules"),
+        path.join(plugin, "node_modules")
+      )
+      const data = yield* dataDirectory
+      const manifest = yield* PluginManifest.decodeJson(
+        fs.readFileSync(path.join(plugin, "plugin.json"), "utf8"),
+        plugin
+      )
+      const manager = yield* PluginManager
+      yield* manager.registerWith(
+        manifest,
+        SubprocessLoader.make({
+          directory: plugin,
+          manifest,
+          sandbox: "permission",
+          dataDirectory: path.join(data, "reader")
+        })
+      )
+      yield* manager.start(manifest.id)
+      const reader = (yield* ServiceRegistry).client(Principal.operator, Reader) as ReaderClient
+      const own = yield* reader.read({ path: path.join(plugin, "plugin.json") })
+      assert.include(own, manifest.id)
+    }).pipe(Effect.provide(NodeTest.layer()))
+  )
 })

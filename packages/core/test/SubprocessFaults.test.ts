@@ -273,6 +273,28 @@ describe("subprocess faults: the process dies", () => {
     }).pipe(Effect.provide(NodeTest.layer()))
   )
 
+  it.scopedLive("a host that stalls for twice the heartbeat deadline kills no plugin as hung", () =>
+    Effect.gen(function* () {
+      const id = yield* startFixture("echo")
+      const echo = (yield* ServiceRegistry).client(Principal.operator, Echo)
+      const pid = yield* echo.pid()
+      // The host's event loop blocked for 3 s (deadline 1.5 s): the plugin's answers wait unread in
+      // the pipe, and the host's heartbeat timer runs late; that is the host's stall, not a hang.
+      yield* Effect.sync(() => {
+        const until = Date.now() + 3000
+        while (Date.now() < until) {
+          // Blocking on purpose.
+        }
+      })
+      yield* Effect.sleep("2 seconds")
+      const after = yield* info(id)
+      assert.strictEqual(after.state, "running")
+      assert.strictEqual(after.pid, pid)
+      assert.strictEqual(after.restarts, 0)
+      assert.strictEqual(yield* echo.echo({ text: "still here" }), "still here")
+    }).pipe(Effect.provide(NodeTest.layer()))
+  )
+
   it.scopedLive(
     "a heap blow-up is V8's out-of-memory abort: classified oom, its call fails, it restarts",
     () =>
