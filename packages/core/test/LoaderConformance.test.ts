@@ -12,8 +12,11 @@ import type { Event } from "@blackhole/sdk/Event"
 import * as PluginConfig from "@blackhole/sdk/PluginConfig"
 import * as PluginManifest from "@blackhole/sdk/PluginManifest"
 import * as ServiceContract from "@blackhole/sdk/ServiceContract"
+import * as Rpc from "@effect/rpc/Rpc"
+import * as RpcGroup from "@effect/rpc/RpcGroup"
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -704,6 +707,45 @@ for (const loader of loaders) {
           assert.strictEqual((yield* client.settings()).label, loader.name)
         })
       )
+    )
+
+    it.scopedLive(
+      "interrupting a caller interrupts the host-side handler of the plugin's own context call",
+      onNode(() =>
+        Effect.gen(function* () {
+          const registry = yield* ServiceRegistry
+          const started = yield* Deferred.make<void>()
+          const interrupted = yield* Deferred.make<void>()
+          // A service on the host that never answers and says when it is interrupted.
+          const Holder = ServiceContract.make(
+            "conf-holder",
+            RpcGroup.make(ServiceContract.read(Rpc.make("wait")))
+          )
+          yield* registry.register(
+            Holder,
+            ServiceContract.toDispatch(
+              ServiceContract.implement(Holder, {
+                wait: () =>
+                  Deferred.succeed(started, undefined).pipe(
+                    Effect.zipRight(Effect.never),
+                    Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
+                  )
+              }),
+              "com.example.holder"
+            ),
+            "com.example.holder"
+          )
+          const { client } = yield* startPlugin(loader)
+          // The host calls the plugin, whose handler calls the holder through its Services.
+          const relayed = yield* Effect.fork(client.relay({ service: "conf-holder", method: "wait" }))
+          yield* Deferred.await(started).pipe(Effect.timeout("10 seconds"))
+          yield* Fiber.interrupt(relayed)
+          // Across both boundaries: the plugin's handler, then its pending call to the host.
+          yield* Deferred.await(interrupted).pipe(Effect.timeout("10 seconds"))
+          assert.strictEqual((yield* client.settings()).label, loader.name)
+        })
+      ),
+      30_000
     )
 
     if (loader.kind === "subprocess") {

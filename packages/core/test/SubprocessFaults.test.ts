@@ -10,6 +10,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as readline from "node:readline"
 import { fileURLToPath } from "node:url"
+import type * as Errors from "@blackhole/sdk/Errors"
 import { PluginUnavailable } from "@blackhole/sdk/Errors"
 import * as Framing from "@blackhole/sdk/Framing"
 import * as PluginManifest from "@blackhole/sdk/PluginManifest"
@@ -32,6 +33,7 @@ import { type PluginInfo, PluginManager, type RestartPolicy } from "../src/Plugi
 import * as Principal from "../src/Principal.js"
 import { ServiceRegistry } from "../src/ServiceRegistry.js"
 import * as SubprocessLoader from "../src/SubprocessLoader.js"
+import { Conformance } from "./fixtures/plugins/conformance/contract.mjs"
 import { isGone, procState } from "./support.js"
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url))
@@ -358,6 +360,22 @@ describe("subprocess faults: the process dies", () => {
         assert.include(error.message, "no handshake within 1 ms")
         assert.notInclude(error.message, "exited before its handshake")
       }).pipe(Effect.provide(NodeTest.layer()))
+  )
+
+  it.scopedLive("a context call over the frame cap fails its caller at once; the plugin keeps serving", () =>
+    Effect.gen(function* () {
+      // 2 KiB frames: a 1,500-character text fits in the Call, its bytes as base64 do not fit in the
+      // plugin's StorageStore.
+      yield* startFixture("conformance", { loader: { maxFrameBytes: 2048 }, config: { label: "capped" } })
+      const conformance = (yield* ServiceRegistry).client(Principal.operator, Conformance)
+      const started = Date.now()
+      const error = yield* Effect.flip(conformance.store({ key: "big", text: "x".repeat(1500) }))
+      assert.isBelow(Date.now() - started, 5000)
+      assert.strictEqual(error._tag, "PluginFailure")
+      assert.include((error as Errors.PluginFailure).reason, "larger than the channel's frame cap")
+      yield* conformance.store({ key: "small", text: "fits" })
+      assert.strictEqual(yield* conformance.retrieve({ key: "small" }), "fits")
+    }).pipe(Effect.provide(NodeTest.layer()))
   )
 
   it.scopedLive("more open sockets than maxSockets 2 is a limit kill, then a restart", () =>

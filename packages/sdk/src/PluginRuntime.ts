@@ -34,6 +34,7 @@ import type { Event } from "./Event.js"
 import { Events } from "./Events.js"
 import * as Framing from "./Framing.js"
 import * as Hooks from "./Hooks.js"
+import * as HostCalls from "./HostCalls.js"
 import { NodeInfo } from "./NodeInfo.js"
 import * as Plugin from "./Plugin.js"
 import * as PluginChannel from "./PluginChannel.js"
@@ -221,9 +222,15 @@ const describe = (
 /** Serves one plugin definition over an open channel until the channel closes. */
 export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pluginId: string) =>
   Effect.gen(function* () {
-    const host = yield* RpcClient.make(PluginProtocol.PluginToHost, { disableTracing: true }).pipe(
+    const rpcHost = yield* RpcClient.make(PluginProtocol.PluginToHost, { disableTracing: true }).pipe(
       Effect.provideServiceEffect(RpcClient.Protocol, PluginChannel.clientProtocol(channel))
     )
+    // The unary context calls take the fast path (Call/Reply frames, the same contract); the rest
+    // (logs, subscriptions, hooks) stay @effect/rpc requests.
+    const host: HostClient = {
+      ...rpcHost,
+      ...(HostCalls.makeCaller(channel) as unknown as Pick<HostClient, HostCalls.Tag>)
+    }
     const hookHandlers = new Map<number, (payload: unknown) => Effect.Effect<void, Hooks.Veto>>()
     type Running = {
       readonly scope: Scope.CloseableScope

@@ -16,6 +16,7 @@ import { Event } from "@blackhole/sdk/Event"
 import { Events } from "@blackhole/sdk/Events"
 import * as Framing from "@blackhole/sdk/Framing"
 import * as Hooks from "@blackhole/sdk/Hooks"
+import * as HostCalls from "@blackhole/sdk/HostCalls"
 import * as HttpEndpoint from "@blackhole/sdk/HttpEndpoint"
 import { NodeInfo } from "@blackhole/sdk/NodeInfo"
 import { Capacity, type ContextServices, StorageFailure } from "@blackhole/sdk/Plugin"
@@ -28,6 +29,7 @@ import * as PluginRuntime from "@blackhole/sdk/PluginRuntime"
 import { PluginStorage } from "@blackhole/sdk/PluginStorage"
 import * as ServiceContract from "@blackhole/sdk/ServiceContract"
 import { Services } from "@blackhole/sdk/Services"
+import * as Headers from "@effect/platform/Headers"
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcClient from "@effect/rpc/RpcClient"
 import type * as RpcClientError from "@effect/rpc/RpcClientError"
@@ -46,6 +48,7 @@ import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Queue from "effect/Queue"
+import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -721,27 +724,38 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       yield* Effect.addFinalizer(() =>
         Effect.forEach(hookScopes.values(), (scope) => Scope.close(scope, Exit.void))
       )
+      const handlers = hostHandlers(
+        lineLimiter(linesPerSecond, (dropped) =>
+          log(`${dropped} log lines from ${pluginId} dropped (over ${linesPerSecond}/s)`)
+        ),
+        context,
+        () => client!,
+        hookScopes
+      )
       // disableFatalDefects: a defect answers its own request only, not every call on the channel.
       yield* RpcServer.make(PluginProtocol.PluginToHost, {
         disableTracing: true,
         concurrency: "unbounded",
         disableFatalDefects: true
       }).pipe(
-        Effect.provide(
-          PluginProtocol.PluginToHost.toLayer(
-            hostHandlers(
-              lineLimiter(linesPerSecond, (dropped) =>
-                log(`${dropped} log lines from ${pluginId} dropped (over ${linesPerSecond}/s)`)
-              ),
-              context,
-              () => client!,
-              hookScopes
-            )
-          )
-        ),
+        Effect.provide(PluginProtocol.PluginToHost.toLayer(handlers)),
         Effect.provideServiceEffect(RpcServer.Protocol, PluginChannel.serverProtocol(channel)),
         Effect.forkScoped
       )
+      // The unary context calls arrive as Call frames (HostCalls): the same handlers, in fibers of
+      // this plugin's runtime, interrupted when the plugin's Scope closes.
+      const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+      const serveOptions = { clientId: 0, headers: Headers.empty }
+      const stopHostCalls = HostCalls.serve(
+        channel,
+        (tag, payload) =>
+          (handlers[tag] as (payload: unknown, options: unknown) => Effect.Effect<unknown, unknown>)(
+            payload,
+            serveOptions
+          ),
+        (effect) => runFork(effect)
+      )
+      yield* Effect.addFinalizer(() => Effect.sync(stopHostCalls))
       client = yield* RpcClient.make(PluginProtocol.HostToPlugin, { disableTracing: true }).pipe(
         Effect.provideServiceEffect(RpcClient.Protocol, PluginChannel.clientProtocol(channel))
       )
