@@ -50,28 +50,37 @@ const dataDirectory = Effect.acquireRelease(
 
 type ReaderClient = { readonly read: (payload: { readonly path: string }) => Effect.Effect<string, unknown> }
 
-/** Reads its own manifest, the secret, and the symlink, from a plugin process run with these settings. */
-const readsIn = (isolation: "none" | "uid" | "bubblewrap", sandbox: "permission" | "none") =>
+/** Starts the reader plugin in `pluginDirectory` with these settings; its client and manifest. */
+const startReader = (
+  pluginDirectory: string,
+  settings: Pick<SubprocessLoader.SubprocessOptions, "isolation" | "sandbox">
+) =>
   Effect.gen(function* () {
-    const { file, link } = yield* secret
     const data = yield* dataDirectory
     const manifest = yield* PluginManifest.decodeJson(
-      fs.readFileSync(path.join(directory, "plugin.json"), "utf8"),
-      directory
+      fs.readFileSync(path.join(pluginDirectory, "plugin.json"), "utf8"),
+      pluginDirectory
     )
     const manager = yield* PluginManager
     yield* manager.registerWith(
       manifest,
       SubprocessLoader.make({
-        directory,
+        directory: pluginDirectory,
         manifest,
-        isolation,
-        sandbox,
+        ...settings,
         dataDirectory: path.join(data, "reader")
       })
     )
     yield* manager.start(manifest.id)
     const reader = (yield* ServiceRegistry).client(Principal.operator, Reader) as ReaderClient
+    return { reader, manifest, manager }
+  })
+
+/** Reads its own manifest, the secret, and the symlink, from a plugin process run with these settings. */
+const readsIn = (isolation: "none" | "uid" | "bubblewrap", sandbox: "permission" | "none") =>
+  Effect.gen(function* () {
+    const { file, link } = yield* secret
+    const { reader, manifest, manager } = yield* startReader(directory, { isolation, sandbox })
     const own = yield* reader.read({ path: path.join(directory, "plugin.json") })
     const direct = yield* reader.read({ path: file })
     const viaLink = yield* reader.read({ path: link })
@@ -134,23 +143,7 @@ describe("plugin process isolation", () => {
         path.join(import.meta.dirname, "..", "..", "..", "node_modules"),
         path.join(plugin, "node_modules")
       )
-      const data = yield* dataDirectory
-      const manifest = yield* PluginManifest.decodeJson(
-        fs.readFileSync(path.join(plugin, "plugin.json"), "utf8"),
-        plugin
-      )
-      const manager = yield* PluginManager
-      yield* manager.registerWith(
-        manifest,
-        SubprocessLoader.make({
-          directory: plugin,
-          manifest,
-          sandbox: "permission",
-          dataDirectory: path.join(data, "reader")
-        })
-      )
-      yield* manager.start(manifest.id)
-      const reader = (yield* ServiceRegistry).client(Principal.operator, Reader) as ReaderClient
+      const { reader, manifest } = yield* startReader(plugin, { sandbox: "permission" })
       const own = yield* reader.read({ path: path.join(plugin, "plugin.json") })
       assert.include(own, manifest.id)
     }).pipe(Effect.provide(NodeTest.layer()))

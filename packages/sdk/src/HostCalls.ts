@@ -13,7 +13,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
-import type * as Fiber from "effect/Fiber"
+import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -162,13 +162,14 @@ export const makeCaller = (
 /**
  * The host side: answers the plugin's context calls on `channel` with `handle(tag, payload)` (the
  * same handlers its RpcServer serves), each in a fiber started by `fork`; a `Cancel` interrupts
- * its call. Returns what interrupts every call still running (the plugin is going away).
+ * its call. Returns what interrupts every call still running and waits until they have ended (the
+ * plugin is going away).
  */
 export const serve = (
   channel: PluginChannel.Channel,
   handle: (tag: Tag, payload: unknown) => Effect.Effect<unknown, unknown>,
   fork: (effect: Effect.Effect<unknown, unknown>) => Fiber.RuntimeFiber<unknown, unknown>
-): (() => void) => {
+): Effect.Effect<void> => {
   const running = new Map<number, Fiber.RuntimeFiber<unknown, unknown>>()
   const reply = (id: number, body: readonly [number, 0 | 1 | 2, unknown]) => {
     if (channel.send(Framing.Kind.Reply, body) === "too-large") {
@@ -212,7 +213,5 @@ export const serve = (
     const [id] = body as [number]
     running.get(id)?.unsafeInterruptAsFork(FiberId.none)
   })
-  return () => {
-    for (const fiber of running.values()) fiber.unsafeInterruptAsFork(FiberId.none)
-  }
+  return Effect.suspend(() => Fiber.interruptAll(Array.from(running.values())))
 }

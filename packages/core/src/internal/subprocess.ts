@@ -743,7 +743,7 @@ export const make = (options: SubprocessOptions): PluginLoader => {
         Effect.forkScoped
       )
       // The unary context calls arrive as Call frames (HostCalls): the same handlers, in fibers of
-      // this plugin's runtime, interrupted when the plugin's Scope closes.
+      // this plugin's runtime, interrupted (and awaited) when the plugin's Scope closes.
       const runFork = Runtime.runFork(yield* Effect.runtime<never>())
       const serveOptions = { clientId: 0, headers: Headers.empty }
       const stopHostCalls = HostCalls.serve(
@@ -755,7 +755,7 @@ export const make = (options: SubprocessOptions): PluginLoader => {
           ),
         (effect) => runFork(effect)
       )
-      yield* Effect.addFinalizer(() => Effect.sync(stopHostCalls))
+      yield* Effect.addFinalizer(() => stopHostCalls)
       client = yield* RpcClient.make(PluginProtocol.HostToPlugin, { disableTracing: true }).pipe(
         Effect.provideServiceEffect(RpcClient.Protocol, PluginChannel.clientProtocol(channel))
       )
