@@ -183,7 +183,8 @@ export const PluginManifest = Schema.Struct({
    * A self-contained build of the plugin and the SDK runtime (`PluginRuntime.runMain(definition)`
    * as its entry), relative to plugin.json. When present the host runs it directly: one module
    * graph, tree-shaken, so the process starts faster and smaller than one that imports `main`.
-   * `scripts/bundle-plugins.mjs` builds it with a V8 code cache (see docs/protocol.md).
+   * `scripts/bundle-plugins.mjs` builds it with a V8 code cache (see docs/protocol.md); it
+   * writes a CommonJS launcher, so name a `.cjs` file (e.g. `dist/plugin.bundle.cjs`).
    */
   bundle: Schema.optionalWith(RelativePath, { exact: true }),
   /** Other plugins this one needs: plugin id → semver range of that plugin's version. */
