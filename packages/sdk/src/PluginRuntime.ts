@@ -133,14 +133,18 @@ const makeContext = (
         // when the handler falls behind, like the host bus does.
         const buffer = yield* Queue.dropping<Event>(subscriptionBuffer)
         let dropped = 0
+        // A chunk at a time, synchronously: one step per chunk the host sent, not per event.
         yield* Mailbox.toStream(mailbox).pipe(
-          Stream.runForEach((event) =>
-            Effect.flatMap(buffer.offer(event), (accepted) => {
-              if (accepted || ++dropped % 1000 !== 1) return Effect.void
-              return logger.log(
-                "warn",
-                `subscription ${pattern}: ${dropped} events dropped (handler too slow)`
-              )
+          Stream.runForEachChunk((chunk) =>
+            Effect.suspend(() => {
+              let report = false
+              for (const event of chunk) {
+                if (buffer.unsafeOffer(event)) continue
+                if (++dropped % 1000 === 1) report = true
+              }
+              return report
+                ? logger.log("warn", `subscription ${pattern}: ${dropped} events dropped (handler too slow)`)
+                : Effect.void
             })
           ),
           Effect.ensuring(buffer.shutdown),
