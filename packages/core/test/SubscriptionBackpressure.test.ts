@@ -7,6 +7,7 @@
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
 import { EventBus } from "../src/EventBus.js"
 import * as NodeTest from "../src/NodeTest.js"
 import { PluginManager } from "../src/PluginManager.js"
@@ -35,5 +36,47 @@ describe("subscriptions in a subprocess plugin", () => {
       assert.strictEqual(stored, 200)
       assert.strictEqual((yield* manager.get(manifest.id)).state, "running")
     }).pipe(Effect.provide(NodeTest.layer()))
+  )
+
+  it.scopedLive(
+    "a handler that falls more than 1,024 events behind loses the overflow, counted in the log",
+    () => {
+      const logged: Array<string> = []
+      const capture = Logger.make(({ message }) => {
+        logged.push((Array.isArray(message) ? message : [message]).map(String).join(" "))
+      })
+      return Effect.gen(function* () {
+        const manifest = yield* registerSubprocess(directory)
+        const manager = yield* PluginManager
+        yield* manager.start(manifest.id)
+        const bus = yield* EventBus
+        const storage = yield* Storage
+        // Far faster than a handler that awaits a host call per event can take them, in slices the
+        // host's side of the subscription forwards as they come (its own buffer is not the one tested).
+        const burst = 4000
+        for (let seq = 0; seq < burst; seq++) {
+          yield* bus.publish({ type: "content.created", source: "core", data: { seq } })
+          if (seq % 100 === 99) yield* Effect.sleep("2 millis")
+        }
+        const warning = (line: string) =>
+          line.includes("subscription content.*:") && line.includes("events dropped")
+        for (let i = 0; i < 400 && !logged.some(warning); i++) yield* Effect.sleep("50 millis")
+        const reported = logged.find(warning)
+        assert.isDefined(reported, "the plugin reported the drop")
+        assert.match(reported!, /subscription content\.\*: \d+ events dropped \(handler too slow\)/)
+        // What was not dropped is handled, and the plugin runs on.
+        const namespace = Sandbox.namespaceOf(manifest.id)
+        let stored = -1
+        for (let i = 0; i < 200; i++) {
+          const now = (yield* storage.list(namespace, "e/")).length
+          if (now === stored) break
+          stored = now
+          yield* Effect.sleep("100 millis")
+        }
+        assert.isAbove(stored, 0)
+        assert.isBelow(stored, burst)
+        assert.strictEqual((yield* manager.get(manifest.id)).state, "running")
+      }).pipe(Effect.provide(NodeTest.layer()), Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+    }
   )
 })
