@@ -24,6 +24,8 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as HashMap from "effect/HashMap"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -376,6 +378,68 @@ describe("subprocess faults: the process dies", () => {
       yield* conformance.store({ key: "small", text: "fits" })
       assert.strictEqual(yield* conformance.retrieve({ key: "small" }), "fits")
     }).pipe(Effect.provide(NodeTest.layer()))
+  )
+
+  it.scopedLive("a plugin's stdout and stderr reach the node's log tagged with its id, rate-limited", () => {
+    const lines: Array<{ readonly message: string; readonly plugin: unknown }> = []
+    const capture = Logger.make(({ message, annotations }) => {
+      lines.push({
+        message: (Array.isArray(message) ? message : [message]).map(String).join(" "),
+        plugin: HashMap.get(annotations, "plugin").pipe(Option.getOrUndefined)
+      })
+    })
+    return Effect.gen(function* () {
+      const id = yield* startFixture("conformance", {
+        loader: { logLinesPerSecond: 3 },
+        config: { label: "loud" }
+      })
+      const conformance = (yield* ServiceRegistry).client(Principal.operator, Conformance)
+      for (let i = 0; i < 10; i++) yield* conformance.print({ text: `out ${i}` })
+      yield* Effect.sleep("1100 millis")
+      yield* conformance.print({ text: "after the window" })
+      const seen = (prefix: string) => lines.filter((line) => line.message.startsWith(prefix))
+      for (let i = 0; i < 100 && seen("[stderr] after").length === 0; i++) yield* Effect.sleep("20 millis")
+      // Each stream has its own limit: 3 lines a second pass, the rest are counted.
+      for (const stream of ["stdout", "stderr"]) {
+        assert.deepStrictEqual(
+          seen(`[${stream}] out `).map((line) => line.message),
+          [`[${stream}] out 0`, `[${stream}] out 1`, `[${stream}] out 2`]
+        )
+        assert.lengthOf(seen(`[${stream}] 7 lines from ${id} dropped (over 3/s)`), 1)
+        assert.lengthOf(seen(`[${stream}] after the window`), 1)
+      }
+      assert.isTrue(seen("[std").every((line) => line.plugin === id))
+    }).pipe(Effect.provide(NodeTest.layer()), Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+  })
+
+  it.scopedLive(
+    "a plugin's Logger lines are rate-limited: the rest are counted and reported, not written",
+    () => {
+      const lines: Array<string> = []
+      const capture = Logger.make(({ message }) => {
+        lines.push((Array.isArray(message) ? message : [message]).map(String).join(" "))
+      })
+      return Effect.gen(function* () {
+        const id = yield* startFixture("conformance", {
+          loader: { logLinesPerSecond: 5 },
+          config: { label: "chatty" }
+        })
+        const conformance = (yield* ServiceRegistry).client(Principal.operator, Conformance)
+        // Well within one second: with its start-up greeting, 5 pass and 16 are dropped.
+        for (let i = 0; i < 20; i++) yield* conformance.log({ message: `line ${i}` })
+        yield* Effect.sleep("1100 millis")
+        // The next line after the window reports what the last one dropped.
+        yield* conformance.log({ message: "after the window" })
+        const report = `16 log lines from ${id} dropped (over 5/s)`
+        for (let i = 0; i < 100 && !lines.includes(report); i++) yield* Effect.sleep("20 millis")
+        assert.include(lines, report)
+        assert.deepStrictEqual(
+          lines.filter((line) => line.startsWith("line ")),
+          ["line 0", "line 1", "line 2", "line 3"]
+        )
+        assert.include(lines, "after the window")
+      }).pipe(Effect.provide(NodeTest.layer()), Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+    }
   )
 
   it.scopedLive("more open sockets than maxSockets 2 is a limit kill, then a restart", () =>

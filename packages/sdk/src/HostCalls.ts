@@ -24,17 +24,27 @@ import { PluginToHost } from "./PluginProtocol.js"
 /** The `service` of a context call's `Call` frame; its `method` is the rpc's tag. */
 export const service = "host"
 
-/** The rpcs that travel as frames: every unary one a plugin awaits (Log is sent without waiting). */
+/** The rpcs that travel as frames: every unary one a plugin awaits, and Log, which it does not. */
 export const tags = [
   "Publish",
   "StorageStore",
   "StorageRetrieve",
   "StorageDelete",
   "StorageList",
-  "Call"
+  "Call",
+  "Log"
 ] as const
 /** A context call on the fast path. */
 export type Tag = (typeof tags)[number]
+
+/**
+ * The id of a call that wants no `Reply` (a notification: `Log`). The plugin's own ids start at 1;
+ * the host runs such a call and answers nothing, whatever its outcome.
+ */
+export const notification = 0
+
+/** The tags sent as notifications: the plugin does not wait for them. */
+const notifications: ReadonlySet<string> = new Set<Tag>(["Log"])
 
 type AnySchema = Schema.Schema<unknown, unknown>
 
@@ -102,6 +112,19 @@ export const makeCaller = (
     for (const done of failed) done(Exit.die(new HostCallDefect("the channel to the host closed")))
   })
 
+  const notify = (tag: Tag) => {
+    const codec = codecs.get(tag)!
+    return (payload: unknown): Effect.Effect<unknown, unknown> =>
+      Effect.suspend(() => {
+        const encoded = codec.encodePayload(payload)
+        if (Either.isLeft(encoded)) return Effect.die(encoded.left)
+        // Like an rpc request sent with `discard`: nothing to wait for, and a channel that is gone
+        // or a line over the cap loses the line, not the caller.
+        channel.send(Framing.Kind.Call, [notification, service, tag, encoded.right])
+        return Effect.void
+      })
+  }
+
   const caller = (tag: Tag) => {
     const codec = codecs.get(tag)!
     const settle = (exit: Exit.Exit<unknown, unknown>): Exit.Exit<unknown, unknown> => {
@@ -153,10 +176,9 @@ export const makeCaller = (
         )
       })
   }
-  return Object.fromEntries(tags.map((tag) => [tag, caller(tag)])) as Record<
-    Tag,
-    (payload: unknown) => Effect.Effect<unknown, unknown>
-  >
+  return Object.fromEntries(
+    tags.map((tag) => [tag, notifications.has(tag) ? notify(tag) : caller(tag)])
+  ) as Record<Tag, (payload: unknown) => Effect.Effect<unknown, unknown>>
 }
 
 /**
@@ -193,9 +215,12 @@ export const serve = (
   channel.onFrame(Framing.Kind.Call, (body) => {
     const [id, callService, tag, payload] = body as [number, string, string, unknown]
     const codec = callService === service ? codecs.get(tag) : undefined
-    if (codec === undefined) return reply(id, [id, 2, `no context call ${callService}.${tag}`])
+    if (codec === undefined) {
+      return id === notification ? undefined : reply(id, [id, 2, `no context call ${callService}.${tag}`])
+    }
     const decoded = codec.decodePayload(payload)
     if (Either.isLeft(decoded)) {
+      if (id === notification) return
       return reply(id, [
         id,
         2,
@@ -203,6 +228,7 @@ export const serve = (
       ])
     }
     const fiber = fork(handle(tag as Tag, decoded.right))
+    if (id === notification) return
     running.set(id, fiber)
     fiber.addObserver((exit) => {
       running.delete(id)

@@ -659,8 +659,10 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       )
 
       yield* Effect.annotateLogs(Effect.logDebug(`spawned pid ${pid}`), { plugin: pluginId })
+      // Forks in this plugin's runtime: its lines reach the node's own logger, not Effect's default one.
+      const runFork = Runtime.runFork(yield* Effect.runtime<never>())
       const log = (line: string) =>
-        Effect.runFork(Effect.logInfo(line).pipe(Effect.annotateLogs({ plugin: pluginId })))
+        runFork(Effect.logInfo(line).pipe(Effect.annotateLogs({ plugin: pluginId })))
       const linesPerSecond = options.logLinesPerSecond ?? 200
       forwardOutput(child.stdout!, pluginId, "stdout", linesPerSecond, log)
       forwardOutput(child.stderr!, pluginId, "stderr", linesPerSecond, log)
@@ -744,7 +746,6 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       )
       // The unary context calls arrive as Call frames (HostCalls): the same handlers, in fibers of
       // this plugin's runtime, interrupted (and awaited) when the plugin's Scope closes.
-      const runFork = Runtime.runFork(yield* Effect.runtime<never>())
       const serveOptions = { clientId: 0, headers: Headers.empty }
       const stopHostCalls = HostCalls.serve(
         channel,
