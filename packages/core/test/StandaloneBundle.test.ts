@@ -11,6 +11,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
 import * as NodeTest from "../src/NodeTest.js"
 import { PluginManager } from "../src/PluginManager.js"
 import * as Principal from "../src/Principal.js"
@@ -76,8 +77,13 @@ const commandLine = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, "ut
 describe("standalone plugin bundles", () => {
   it.scopedLive(
     "the host runs a bundle that matches its sources directly (copies too), and falls back to main when it is stale",
-    () =>
-      Effect.gen(function* () {
+    () => {
+      const warnings: Array<string> = []
+      const capture = Logger.make(({ logLevel, message }) => {
+        if (logLevel._tag === "Warning")
+          warnings.push((Array.isArray(message) ? message : [message]).join(" "))
+      })
+      return Effect.gen(function* () {
         const { plugin } = yield* bundledEcho
         // Self-contained: the bundle requires nothing but Node's own modules, and its launcher is
         // CommonJS (no ES module loader in the plugin process) that loads no crypto.
@@ -167,7 +173,17 @@ describe("standalone plugin bundles", () => {
         assert.isFalse(commandLine(fallback.pid!).some((arg) => arg.endsWith("bundle.cjs")))
         assert.strictEqual(yield* echo.echo({ text: "from main" }), "from main")
         assert.strictEqual(yield* echo.pid(), fallback.pid)
-      }).pipe(Effect.provide(NodeTest.layer())),
+        // And the operator is told why, and what to do.
+        assert.isTrue(
+          warnings.some(
+            (line) =>
+              line.includes(`not running its bundle dist/bundle.cjs (index.mjs changed since the build)`) &&
+              line.includes("rebuild the bundle (npm run build)")
+          ),
+          warnings.join("\n")
+        )
+      }).pipe(Effect.provide(NodeTest.layer()), Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+    },
     60_000
   )
 

@@ -229,8 +229,8 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
     const rpcHost = yield* RpcClient.make(PluginProtocol.PluginToHost, { disableTracing: true }).pipe(
       Effect.provideServiceEffect(RpcClient.Protocol, PluginChannel.clientProtocol(channel))
     )
-    // The unary context calls take the fast path (Call/Reply frames, the same contract); the rest
-    // (logs, subscriptions, hooks) stay @effect/rpc requests.
+    // The unary context calls and logs take the fast path (Call/Reply frames, the same contract);
+    // subscriptions and hooks stay @effect/rpc requests.
     const host: HostClient = {
       ...rpcHost,
       ...(HostCalls.makeCaller(channel) as unknown as Pick<HostClient, HostCalls.Tag>)

@@ -541,7 +541,15 @@ export const make = (options: SubprocessOptions): PluginLoader => {
       const main = path.resolve(options.directory, manifest.main)
       // A standalone bundle carries its own runtime: run it directly instead of the SDK's entry,
       // unless its sources changed since it was built (a stale bundle must not hide newer code).
-      const entry = standaloneEntry(options.directory, manifest) ?? runtimeEntry
+      const standalone =
+        manifest.bundle === undefined ? undefined : standaloneEntry(options.directory, manifest.bundle)
+      if (standalone !== undefined && "stale" in standalone) {
+        yield* Effect.logWarning(
+          `plugin ${pluginId}: not running its bundle ${manifest.bundle} (${standalone.stale}); running ${manifest.main} ` +
+            "with the SDK's runtime instead, which starts slower: rebuild the bundle (npm run build)"
+        )
+      }
+      const entry = standalone !== undefined && "bundle" in standalone ? standalone.bundle : runtimeEntry
 
       const heapFlags = v8Flags(manifest)
       if (options.dataDirectory !== undefined)
@@ -744,7 +752,7 @@ export const make = (options: SubprocessOptions): PluginLoader => {
         Effect.provideServiceEffect(RpcServer.Protocol, PluginChannel.serverProtocol(channel)),
         Effect.forkScoped
       )
-      // The unary context calls arrive as Call frames (HostCalls): the same handlers, in fibers of
+      // The unary context calls and logs arrive as Call frames (HostCalls): the same handlers, in fibers of
       // this plugin's runtime, interrupted (and awaited) when the plugin's Scope closes.
       const serveOptions = { clientId: 0, headers: Headers.empty }
       const stopHostCalls = HostCalls.serve(
@@ -1024,20 +1032,27 @@ const decodeBundleRecord = Schema.decodeUnknownOption(BundleRecord)
  * The files the build wrote (the launcher and the script it compiles) must match too: the launcher
  * takes the code cache made for the script it was built with without hashing the script itself.
  */
-const standaloneEntry = (directory: string, manifest: PluginManifest.PluginManifest): string | undefined => {
-  if (manifest.bundle === undefined) return undefined
-  const bundle = path.resolve(directory, manifest.bundle)
+const standaloneEntry = (
+  directory: string,
+  bundleFile: string
+): { readonly bundle: string } | { readonly stale: string } => {
+  const bundle = path.resolve(directory, bundleFile)
+  const recordFile = `${bundle}.inputs.json`
   try {
-    const record = decodeBundleRecord(fs.readFileSync(`${bundle}.inputs.json`, "utf8"))
-    if (Option.isNone(record)) return undefined
+    const record = decodeBundleRecord(fs.readFileSync(recordFile, "utf8"))
+    if (Option.isNone(record))
+      return { stale: `${path.basename(recordFile)} is not a build record of this version` }
     const { inputs, outputs } = record.value
-    if (!Object.keys(outputs).some((file) => path.resolve(directory, file) === bundle)) return undefined
-    for (const [file, hash] of [...Object.entries(inputs), ...Object.entries(outputs)]) {
-      if (contentHash(path.resolve(directory, file)) !== hash) return undefined
+    if (!Object.keys(outputs).some((file) => path.resolve(directory, file) === bundle)) {
+      return { stale: `${path.basename(recordFile)} does not record ${bundleFile}` }
     }
-    return bundle
-  } catch {
-    return undefined
+    for (const [file, hash] of [...Object.entries(inputs), ...Object.entries(outputs)]) {
+      if (contentHash(path.resolve(directory, file)) !== hash)
+        return { stale: `${file} changed since the build` }
+    }
+    return { bundle }
+  } catch (error) {
+    return { stale: error instanceof Error ? error.message : String(error) }
   }
 }
 
