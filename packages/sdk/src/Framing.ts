@@ -27,7 +27,10 @@ export const Kind = {
   Heartbeat: 3,
   /** Fast path, host → plugin: a mesh call `[id, service, method, payload]`. */
   Call: 4,
-  /** Fast path, plugin → host: its answer `[id, outcome, value]` (0 success, 1 failure, 2 defect). */
+  /**
+   * Fast path, the answer to a Call: `[id, outcome, value]` (0 success, 1 failure, 2 defect), or
+   * `[id, 0]` for a success whose value is `undefined` (JSON would turn it into `null`).
+   */
   Reply: 5,
   /** Fast path, host → plugin: the caller was interrupted, `[id]`. */
   Cancel: 6

@@ -193,7 +193,7 @@ export const serve = (
   fork: (effect: Effect.Effect<unknown, unknown>) => Fiber.RuntimeFiber<unknown, unknown>
 ): Effect.Effect<void> => {
   const running = new Map<number, Fiber.RuntimeFiber<unknown, unknown>>()
-  const reply = (id: number, body: readonly [number, 0 | 1 | 2, unknown]) => {
+  const reply = (id: number, body: readonly [number, 0 | 1 | 2, unknown] | readonly [number, 0]) => {
     if (channel.send(Framing.Kind.Reply, body) === "too-large") {
       channel.send(Framing.Kind.Reply, [id, 2, "the result is larger than the channel's frame cap"])
     }
@@ -202,7 +202,7 @@ export const serve = (
     if (Exit.isSuccess(exit)) {
       const encoded = codec.encodeSuccess(exit.value)
       return Either.isRight(encoded)
-        ? reply(id, [id, 0, encoded.right])
+        ? reply(id, encoded.right === undefined ? [id, 0] : [id, 0, encoded.right])
         : reply(id, [id, 2, `unencodable result: ${encoded.left.message}`])
     }
     const failure = Cause.failureOption(exit.cause)

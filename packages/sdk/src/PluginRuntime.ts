@@ -340,7 +340,7 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
     // The mesh's per-call fast path: a Call frame runs the service's dispatch in a fiber of its own and
     // answers with one Reply frame; a Cancel frame interrupts it (the caller was interrupted).
     const calls = new Map<number, Fiber.RuntimeFiber<unknown, unknown>>()
-    const reply = (id: number, body: readonly [number, 0 | 1 | 2, unknown]) => {
+    const reply = (id: number, body: readonly [number, 0 | 1 | 2, unknown] | readonly [number, 0]) => {
       if (channel.send(Framing.Kind.Reply, body) === "too-large") {
         channel.send(Framing.Kind.Reply, [id, 2, "the result is larger than the channel's frame cap"])
       }
@@ -353,7 +353,8 @@ export const serve = (definition: Plugin.Any, channel: PluginChannel.Channel, pl
         return
       }
       const answer = (exit: Exit.Exit<unknown, unknown>) => {
-        if (Exit.isSuccess(exit)) return reply(id, [id, 0, exit.value])
+        // An undefined result travels as a shorter Reply: JSON would turn it into null.
+        if (Exit.isSuccess(exit)) return reply(id, exit.value === undefined ? [id, 0] : [id, 0, exit.value])
         const failure = Cause.failureOption(exit.cause)
         reply(
           id,

@@ -68,9 +68,11 @@ export const isCall = (u: unknown): u is [number, string, string, unknown] =>
   typeof u[1] === "string" &&
   typeof u[2] === "string"
 
-/** A fast-path Reply: `[id, outcome, value]`. */
+/** A fast-path Reply: `[id, outcome, value]`, or `[id, 0]` for a success whose value is `undefined`. */
 export const isReply = (u: unknown): u is [number, 0 | 1 | 2, unknown] =>
-  Array.isArray(u) && u.length === 3 && Number.isSafeInteger(u[0]) && (u[1] === 0 || u[1] === 1 || u[1] === 2)
+  Array.isArray(u) &&
+  Number.isSafeInteger(u[0]) &&
+  ((u.length === 3 && (u[1] === 0 || u[1] === 1 || u[1] === 2)) || (u.length === 2 && u[1] === 0))
 
 /** A fast-path Cancel: `[id]`. */
 export const isCancel = (u: unknown): u is [number] =>
