@@ -11,7 +11,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { blackhole, freePort, isAlive, main, waitFor } from "./support/cli.js"
+import { blackhole, cleanup, freePort, isAlive, main, waitFor } from "./support/cli.js"
 
 const pluginsDir = fileURLToPath(new URL("../../../packages/plugins", import.meta.url))
 
@@ -119,7 +119,8 @@ describe("blackhole node (end to end)", () => {
 
   afterAll(async () => {
     if (node !== undefined && node.exitCode === null) node.kill("SIGKILL")
-    fs.rmSync(dir, { recursive: true, force: true })
+    // Also the empty working directory `blackhole(...)` runs the CLI in.
+    cleanup(dir)
   })
 
   it("reports health with the node id and plugin counts", async () => {
@@ -362,7 +363,7 @@ describe("blackhole start with a bad config", () => {
       expect(text).toContain("http.port")
       expect(text).toContain("plugins.discovery.enabeld")
     } finally {
-      fs.rmSync(dir, { recursive: true, force: true })
+      cleanup(dir)
     }
   })
 })

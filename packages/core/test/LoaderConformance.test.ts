@@ -20,8 +20,6 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as HashMap from "effect/HashMap"
-import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -39,6 +37,7 @@ import { Storage } from "../src/Storage.js"
 import * as SubprocessLoader from "../src/SubprocessLoader.js"
 import { Conformance, ConformanceError } from "./fixtures/plugins/conformance/contract.mjs"
 import definition, { manifest as definitionManifest } from "./fixtures/plugins/conformance/index.mjs"
+import { captureLogs, type LogLine } from "./support.js"
 
 const directory = fileURLToPath(new URL("./fixtures/plugins/conformance/", import.meta.url))
 const pluginId = "com.blackhole.test.conformance"
@@ -148,22 +147,6 @@ const isAlive = (pid: number): boolean => {
   }
 }
 
-interface LogLine {
-  readonly level: string
-  readonly message: string
-  readonly annotations: Readonly<Record<string, unknown>>
-}
-
-const capture = (lines: Array<LogLine>) =>
-  Logger.make(({ logLevel, message, annotations }) => {
-    const parts = Array.isArray(message) ? message : [message]
-    lines.push({
-      level: logLevel.label,
-      message: parts.map(String).join(" "),
-      annotations: Object.fromEntries(HashMap.toEntries(annotations))
-    })
-  })
-
 /**
  * A fresh in-memory node per test, the host's log captured (and printed if the test fails).
  * Requirements left open: the node's services and the test's Scope.
@@ -183,7 +166,7 @@ const onNode =
             })
           : Effect.void
       ),
-      Effect.provide(Logger.replace(Logger.defaultLogger, capture(logs)))
+      Effect.provide(captureLogs(logs))
     )
   }
 

@@ -11,7 +11,6 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Logger from "effect/Logger"
 import * as NodeTest from "../src/NodeTest.js"
 import { PluginManager } from "../src/PluginManager.js"
 import * as Principal from "../src/Principal.js"
@@ -19,7 +18,7 @@ import { ServiceRegistry } from "../src/ServiceRegistry.js"
 import * as SubprocessLoader from "../src/SubprocessLoader.js"
 // @ts-expect-error the fixture is plain JavaScript
 import { Echo } from "./fixtures/plugins/echo/contract.mjs"
-import { registerSubprocess } from "./support.js"
+import { captureLogs, type LogLine, registerSubprocess } from "./support.js"
 
 type EchoClient = {
   readonly echo: (payload: { readonly text: string }) => Effect.Effect<string, unknown>
@@ -78,11 +77,7 @@ describe("standalone plugin bundles", () => {
   it.scopedLive(
     "the host runs a bundle that matches its sources directly (copies too), and falls back to main when it is stale",
     () => {
-      const warnings: Array<string> = []
-      const capture = Logger.make(({ logLevel, message }) => {
-        if (logLevel._tag === "Warning")
-          warnings.push((Array.isArray(message) ? message : [message]).join(" "))
-      })
+      const logs: Array<LogLine> = []
       return Effect.gen(function* () {
         const { plugin } = yield* bundledEcho
         // Self-contained: the bundle requires nothing but Node's own modules, and its launcher is
@@ -174,6 +169,7 @@ describe("standalone plugin bundles", () => {
         assert.strictEqual(yield* echo.echo({ text: "from main" }), "from main")
         assert.strictEqual(yield* echo.pid(), fallback.pid)
         // And the operator is told why, and what to do.
+        const warnings = logs.filter((line) => line.level === "WARN").map((line) => line.message)
         assert.isTrue(
           warnings.some(
             (line) =>
@@ -182,7 +178,7 @@ describe("standalone plugin bundles", () => {
           ),
           warnings.join("\n")
         )
-      }).pipe(Effect.provide(NodeTest.layer()), Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+      }).pipe(Effect.provide(NodeTest.layer()), Effect.provide(captureLogs(logs)))
     },
     60_000
   )

@@ -24,8 +24,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as HashMap from "effect/HashMap"
-import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -36,7 +34,7 @@ import * as Principal from "../src/Principal.js"
 import { ServiceRegistry } from "../src/ServiceRegistry.js"
 import * as SubprocessLoader from "../src/SubprocessLoader.js"
 import { Conformance } from "./fixtures/plugins/conformance/contract.mjs"
-import { isGone, procState } from "./support.js"
+import { captureLogs, isGone, type LogLine, procState } from "./support.js"
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url))
 
@@ -381,13 +379,7 @@ describe("subprocess faults: the process dies", () => {
   )
 
   it.scopedLive("a plugin's stdout and stderr reach the node's log tagged with its id, rate-limited", () => {
-    const lines: Array<{ readonly message: string; readonly plugin: unknown }> = []
-    const capture = Logger.make(({ message, annotations }) => {
-      lines.push({
-        message: (Array.isArray(message) ? message : [message]).map(String).join(" "),
-        plugin: HashMap.get(annotations, "plugin").pipe(Option.getOrUndefined)
-      })
-    })
+    const lines: Array<LogLine> = []
     return Effect.gen(function* () {
       const id = yield* startFixture("conformance", {
         loader: { logLinesPerSecond: 3 },
@@ -408,17 +400,14 @@ describe("subprocess faults: the process dies", () => {
         assert.lengthOf(seen(`[${stream}] 7 lines from ${id} dropped (over 3/s)`), 1)
         assert.lengthOf(seen(`[${stream}] after the window`), 1)
       }
-      assert.isTrue(seen("[std").every((line) => line.plugin === id))
-    }).pipe(Effect.provide(NodeTest.layer()), Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+      assert.isTrue(seen("[std").every((line) => line.annotations.plugin === id))
+    }).pipe(Effect.provide(NodeTest.layer()), Effect.provide(captureLogs(lines)))
   })
 
   it.scopedLive(
     "a plugin's Logger lines are rate-limited: the rest are counted and reported, not written",
     () => {
-      const lines: Array<string> = []
-      const capture = Logger.make(({ message }) => {
-        lines.push((Array.isArray(message) ? message : [message]).map(String).join(" "))
-      })
+      const logs: Array<LogLine> = []
       return Effect.gen(function* () {
         const id = yield* startFixture("conformance", {
           loader: { logLinesPerSecond: 5 },
@@ -431,14 +420,15 @@ describe("subprocess faults: the process dies", () => {
         // The next line after the window reports what the last one dropped.
         yield* conformance.log({ message: "after the window" })
         const report = `16 log lines from ${id} dropped (over 5/s)`
-        for (let i = 0; i < 100 && !lines.includes(report); i++) yield* Effect.sleep("20 millis")
-        assert.include(lines, report)
+        const lines = () => logs.map((line) => line.message)
+        for (let i = 0; i < 100 && !lines().includes(report); i++) yield* Effect.sleep("20 millis")
+        assert.include(lines(), report)
         assert.deepStrictEqual(
-          lines.filter((line) => line.startsWith("line ")),
+          lines().filter((line) => line.startsWith("line ")),
           ["line 0", "line 1", "line 2", "line 3"]
         )
-        assert.include(lines, "after the window")
-      }).pipe(Effect.provide(NodeTest.layer()), Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+        assert.include(lines(), "after the window")
+      }).pipe(Effect.provide(NodeTest.layer()), Effect.provide(captureLogs(logs)))
     }
   )
 

@@ -7,13 +7,12 @@
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Logger from "effect/Logger"
 import { EventBus } from "../src/EventBus.js"
 import * as NodeTest from "../src/NodeTest.js"
 import { PluginManager } from "../src/PluginManager.js"
 import * as Sandbox from "../src/Sandbox.js"
 import { Storage } from "../src/Storage.js"
-import { registerSubprocess } from "./support.js"
+import { captureLogs, type LogLine, registerSubprocess } from "./support.js"
 
 const directory = path.join(import.meta.dirname, "fixtures/plugins/recorder")
 
@@ -41,10 +40,7 @@ describe("subscriptions in a subprocess plugin", () => {
   it.scopedLive(
     "a handler that falls more than 1,024 events behind loses the overflow, counted in the log",
     () => {
-      const logged: Array<string> = []
-      const capture = Logger.make(({ message }) => {
-        logged.push((Array.isArray(message) ? message : [message]).map(String).join(" "))
-      })
+      const logs: Array<LogLine> = []
       return Effect.gen(function* () {
         const manifest = yield* registerSubprocess(directory)
         const manager = yield* PluginManager
@@ -60,8 +56,9 @@ describe("subscriptions in a subprocess plugin", () => {
         }
         const warning = (line: string) =>
           line.includes("subscription content.*:") && line.includes("events dropped")
-        for (let i = 0; i < 400 && !logged.some(warning); i++) yield* Effect.sleep("50 millis")
-        const reported = logged.find(warning)
+        for (let i = 0; i < 400 && !logs.some((line) => warning(line.message)); i++)
+          yield* Effect.sleep("50 millis")
+        const reported = logs.find((line) => warning(line.message))?.message
         assert.isDefined(reported, "the plugin reported the drop")
         assert.match(reported!, /subscription content\.\*: \d+ events dropped \(handler too slow\)/)
         // What was not dropped is handled, and the plugin runs on.
@@ -76,7 +73,7 @@ describe("subscriptions in a subprocess plugin", () => {
         assert.isAbove(stored, 0)
         assert.isBelow(stored, burst)
         assert.strictEqual((yield* manager.get(manifest.id)).state, "running")
-      }).pipe(Effect.provide(NodeTest.layer()), Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+      }).pipe(Effect.provide(NodeTest.layer()), Effect.provide(captureLogs(logs)))
     }
   )
 })

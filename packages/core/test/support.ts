@@ -4,6 +4,9 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as PluginManifest from "@blackhole/sdk/PluginManifest"
 import * as Effect from "effect/Effect"
+import * as HashMap from "effect/HashMap"
+import type * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import type { RegisterOptions } from "../src/PluginManager.js"
 import { PluginManager } from "../src/PluginManager.js"
 import * as SubprocessLoader from "../src/SubprocessLoader.js"
@@ -40,3 +43,24 @@ export const registerSubprocess = (
     yield* manager.registerWith(manifest, SubprocessLoader.make({ ...loader, directory, manifest }), options)
     return manifest
   })
+
+/** One line the node logged, as a test reads it. */
+export interface LogLine {
+  readonly level: string
+  readonly message: string
+  readonly annotations: Readonly<Record<string, unknown>>
+}
+
+/** Replaces the default logger with one that appends every line to `lines`. */
+export const captureLogs = (lines: Array<LogLine>): Layer.Layer<never> =>
+  Logger.replace(
+    Logger.defaultLogger,
+    Logger.make(({ logLevel, message, annotations }) => {
+      const parts = Array.isArray(message) ? message : [message]
+      lines.push({
+        level: logLevel.label,
+        message: parts.map(String).join(" "),
+        annotations: Object.fromEntries(HashMap.toEntries(annotations))
+      })
+    })
+  )
