@@ -6,6 +6,7 @@
  * the `service.before.call` hooks before it reaches the service.
  */
 
+import * as CancellableCall from "@blackhole/sdk/CancellableCall"
 import type { MeshError } from "@blackhole/sdk/Errors"
 import {
   MethodNotFound,
@@ -235,28 +236,17 @@ export const layer = (options: Options = {}): Layer.Layer<ServiceRegistry, never
         const record = operation.record
         const direct = registration.direct
         if (direct !== undefined && !hooks.has("service.before.call") && !MeshTracing.isEnabled()) {
-          const started = performance.now()
-          let cancel: (() => void) | undefined
-          let settled = false
-          const call = Effect.async<unknown, MeshError | ServiceContract.MethodError>((resume) => {
-            cancel = direct(method, payload, (exit) => {
-              settled = true
+          return CancellableCall.make<unknown, MeshError | ServiceContract.MethodError>((done) => {
+            const started = performance.now()
+            const cancel = direct(method, payload, (exit) => {
               record(outcomeOf(exit), secondsSince(started))
-              resume(exit)
+              done(exit)
             })
+            return () => {
+              cancel()
+              record("interrupted", secondsSince(started))
+            }
           })
-          // The cancel runs in a failure handler inside a mask, not as the async's canceler: that
-          // one costs an `onInterrupt` per call, as much as the rest of the mesh's side together.
-          return Effect.uninterruptibleMask((restore) =>
-            Effect.catchAllCause(restore(call), (cause) => {
-              if (!settled) {
-                settled = true
-                cancel?.()
-                record("interrupted", secondsSince(started))
-              }
-              return Effect.failCause(cause)
-            })
-          )
         }
         const started = performance.now()
         return hooks

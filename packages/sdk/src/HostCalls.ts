@@ -17,6 +17,7 @@ import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import * as CancellableCall from "./CancellableCall.js"
 import * as Framing from "./Framing.js"
 import type * as PluginChannel from "./PluginChannel.js"
 import { PluginToHost } from "./PluginProtocol.js"
@@ -78,6 +79,8 @@ const codecs = new Map<string, Codec>(
   })
 )
 
+const noCancel = () => {}
+
 /** A context call the host could not answer with its contract's success or error (a defect there). */
 export class HostCallDefect extends Error {
   override readonly name = "HostCallDefect"
@@ -138,42 +141,30 @@ export const makeCaller = (
       return Either.isRight(decoded) ? Exit.fail(decoded.right) : Exit.die(decoded.left)
     }
     return (payload: unknown): Effect.Effect<unknown, unknown> =>
-      Effect.suspend(() => {
+      CancellableCall.make<unknown, unknown>((done) => {
         const encoded = codec.encodePayload(payload)
-        if (Either.isLeft(encoded)) return Effect.die(encoded.left)
+        if (Either.isLeft(encoded)) {
+          done(Exit.die(encoded.left))
+          return noCancel
+        }
         const id = ++nextId
-        let settled = false
-        const call = Effect.async<unknown, unknown>((resume) => {
-          const sent = channel.send(Framing.Kind.Call, [id, service, tag, encoded.right])
-          if (sent !== "sent") {
-            settled = true
-            resume(
-              Exit.die(
-                new HostCallDefect(
-                  sent === "closed"
-                    ? "the channel to the host is closed"
-                    : "request larger than the channel's frame cap"
-                )
+        const sent = channel.send(Framing.Kind.Call, [id, service, tag, encoded.right])
+        if (sent !== "sent") {
+          done(
+            Exit.die(
+              new HostCallDefect(
+                sent === "closed"
+                  ? "the channel to the host is closed"
+                  : "request larger than the channel's frame cap"
               )
             )
-            return
-          }
-          pending.set(id, (exit) => {
-            settled = true
-            resume(settle(exit))
-          })
-        })
-        // As the host's mesh calls do: Cancel from a failure handler inside a mask (an async
-        // canceler would cost an onInterrupt per call).
-        return Effect.uninterruptibleMask((restore) =>
-          Effect.catchAllCause(restore(call), (cause) => {
-            if (!settled) {
-              settled = true
-              if (pending.delete(id)) channel.send(Framing.Kind.Cancel, [id])
-            }
-            return Effect.failCause(cause)
-          })
-        )
+          )
+          return noCancel
+        }
+        pending.set(id, (exit) => done(settle(exit)))
+        return () => {
+          if (pending.delete(id)) channel.send(Framing.Kind.Cancel, [id])
+        }
       })
   }
   return Object.fromEntries(

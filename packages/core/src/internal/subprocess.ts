@@ -762,7 +762,7 @@ export const make = (options: SubprocessOptions): PluginLoader => {
             payload,
             serveOptions
           ),
-        (effect) => runFork(effect)
+        runFork
       )
       yield* Effect.addFinalizer(() => stopHostCalls)
       client = yield* RpcClient.make(PluginProtocol.HostToPlugin, { disableTracing: true }).pipe(
